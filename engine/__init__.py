@@ -1,0 +1,1 @@
+"""Jangteo's domain: auctions, group buys, orders and commissions, free of web concerns."""

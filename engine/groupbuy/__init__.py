@@ -1,0 +1,1 @@
+"""Group buys (공동구매): tiered prices by committed units."""
