@@ -111,6 +111,8 @@ class LotLoad:
     bid_count: int = 0
     current_end_at: datetime | None = None
     bidders: dict[int, int] | None = None
+    # "user_id:client_id" -> receipt dict, so retries after a rebuild get their first answer
+    receipts: dict[str, dict[str, Any]] | None = None
 
 
 def _ms(moment: datetime) -> int:
@@ -244,8 +246,15 @@ class AuctionLive:
         bidders = {str(user): str(amount) for user, amount in (lot.bidders or {}).items()}
         loaded = await self.batcher.run(
             LOAD_SCRIPT,
-            (keys.lot_state(lot.lot_id), keys.lot_bidders(lot.lot_id), keys.ends_for_lot(lot.lot_id)),
-            (lot.lot_id, end_ms, lot.status, orjson.dumps(bidders).decode(), *flat),
+            (
+                keys.lot_state(lot.lot_id), keys.lot_bidders(lot.lot_id),
+                keys.ends_for_lot(lot.lot_id), keys.lot_receipts(lot.lot_id),
+            ),
+            (
+                lot.lot_id, end_ms, lot.status, orjson.dumps(bidders).decode(),
+                orjson.dumps({k: orjson.dumps(v).decode() for k, v in (lot.receipts or {}).items()}).decode(),
+                *flat,
+            ),
         )
         return bool(loaded)
 
