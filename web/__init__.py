@@ -1,0 +1,1 @@
+"""The Jangteo web process: Starlette pages, the JSON API and (later) the websocket hub."""

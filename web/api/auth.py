@@ -1,0 +1,114 @@
+"""Registration and the login session over JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from web.api import ApiRoutes, read_json
+from web.errors import ERRORS, ApiError
+from web.i18n import translate_all
+from web.ratelimit import check_rate, client_ip
+from web.security import current_user, require_user
+from web.users import EmailTakenError, RegistrationForm, authenticate, create_member, login_user, logout_user
+
+routes = ApiRoutes(tag="auth")
+
+USER_REF = {"$ref": "#/components/schemas/User"}
+
+_SESSION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["user", "csrf_token"],
+    "properties": {
+        "user": {"oneOf": [USER_REF, {"type": "null"}]},
+        "csrf_token": {"type": "string", "description": "Send it as X-CSRF-Token on unsafe requests."},
+    },
+}
+_REGISTER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["email", "password", "display_name"],
+    "properties": {
+        "email": {"type": "string", "format": "email", "maxLength": 254},
+        "password": {"type": "string", "minLength": 8, "maxLength": 256},
+        "display_name": {"type": "string", "minLength": 1, "maxLength": 30},
+    },
+}
+_LOGIN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["email", "password"],
+    "properties": {"email": {"type": "string"}, "password": {"type": "string"}},
+}
+
+
+def session_payload(request: Request) -> dict[str, Any]:
+    user = current_user(request)
+    return {
+        "user": user.to_dict() if user else None,
+        "csrf_token": request.state.session.csrf_token,
+    }
+
+
+@routes.route(
+    "POST",
+    "/register",
+    summary="Register a member account and sign it in",
+    request_schema=_REGISTER_SCHEMA,
+    responses={201: _SESSION_SCHEMA},
+)
+async def register(request: Request) -> JSONResponse:
+    data = await read_json(request)
+    form = RegistrationForm.from_values(data.get("email"), data.get("password"), data.get("display_name"))
+    if not form.validate():
+        fields = {name: {"message": translate_all(msgid)} for name, msgid in form.errors.items()}
+        raise ApiError("validation_failed", fields=fields)
+    try:
+        user = await create_member(request.app.state.db, form, request.state.locale)
+    except EmailTakenError:
+        fields = {"email": {"message": translate_all(ERRORS["email_taken"].msgid)}}
+        raise ApiError("email_taken", fields=fields) from None
+    login_user(request, user)
+    return JSONResponse(session_payload(request), status_code=201)
+
+
+@routes.route(
+    "GET",
+    "/session",
+    summary="Return the signed-in user (or null) and the session's CSRF token",
+    responses={200: _SESSION_SCHEMA},
+)
+async def get_session(request: Request) -> JSONResponse:
+    return JSONResponse(session_payload(request))
+
+
+@routes.route(
+    "POST",
+    "/session",
+    summary="Log in with email and password (rate-limited per address and email)",
+    request_schema=_LOGIN_SCHEMA,
+    responses={200: _SESSION_SCHEMA},
+)
+async def login(request: Request) -> JSONResponse:
+    data = await read_json(request)
+    email = data.get("email") if isinstance(data.get("email"), str) else ""
+    password = data.get("password") if isinstance(data.get("password"), str) else ""
+    settings = request.app.state.settings
+    await check_rate(request, "login", settings.login_rate, f"{client_ip(request)}|{email.strip().lower()}")
+    user = await authenticate(request.app.state.db, email, password)
+    if user is None:
+        raise ApiError("invalid_credentials")
+    login_user(request, user)
+    return JSONResponse(session_payload(request))
+
+
+@routes.route(
+    "DELETE",
+    "/session",
+    summary="Log out; the response carries the new anonymous session's CSRF token",
+    responses={200: _SESSION_SCHEMA},
+)
+async def logout(request: Request) -> JSONResponse:
+    require_user(request, active=False)
+    logout_user(request)
+    return JSONResponse(session_payload(request))

@@ -1,0 +1,112 @@
+"""The Starlette application factory and its lifespan (PostgreSQL, Redis, templates)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from engine.config import PROJECT_ROOT, Settings, get_settings
+from engine.db.migrate import apply_migrations
+from engine.db.pool import create_pool
+from engine.keys import Keys
+from web.api import api_routes
+from web.csrf import CSRFMiddleware
+from web.errors import EXCEPTION_HANDLERS
+from web.i18n import LocaleMiddleware, ensure_compiled
+from web.metrics import RequestLogMiddleware
+from web.ratelimit import create_limiter
+from web.routes import page_routes
+from web.security import BodySizeLimitMiddleware
+from web.sessions import SessionMiddleware
+from web.templating import LocalizedTemplates
+
+log = logging.getLogger("jangteo.web")
+
+STATIC_DIR = Path(__file__).parent / "static"
+NODE_MODULES = PROJECT_ROOT / "node_modules"
+# URL name under /static/vendor/ -> folder inside node_modules (only what pages load).
+VENDOR_DIRS = {
+    "htmx": "htmx.org/dist",
+    "htmx-ext-ws": "htmx-ext-ws/dist",
+    "pretendard": "pretendard/dist/web/variable",
+    "axe-core": "axe-core",
+}
+# Path prefixes whose unsafe requests skip the CSRF check (server-to-server callers).
+CSRF_EXEMPT_PREFIXES: tuple[str, ...] = ()
+
+
+def static_routes() -> list[BaseRoute]:
+    routes: list[BaseRoute] = []
+    for name, relative in VENDOR_DIRS.items():
+        directory = NODE_MODULES / relative
+        if not directory.is_dir():
+            log.warning("vendor files missing name=%s path=%s (run npm ci)", name, directory)
+        routes.append(Mount(f"/static/vendor/{name}", app=StaticFiles(directory=directory, check_dir=False), name=f"vendor-{name}"))
+    routes.append(Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"))
+    return routes
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the web app; the lifespan connects to PostgreSQL and Redis.
+
+    Starting fails if either service is unreachable or a migration fails, so a
+    process that runs is one that can serve.
+    """
+    settings = settings or get_settings()
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError(
+            "create_app needs settings.database_url and settings.redis_url;"
+            " start the services with `python -m embedded` or set DATABASE_URL and REDIS_URL"
+        )
+    ensure_compiled()
+    templates = LocalizedTemplates()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        assert settings.database_url and settings.redis_url  # checked above; narrows the type
+        db = await create_pool(settings.database_url)
+        redis: Redis = Redis.from_url(settings.redis_url)
+        try:
+            applied = await apply_migrations(db)
+            await redis.ping()
+            keys = Keys(settings.redis_prefix, settings.redis_shards)
+            app.state.settings = settings
+            app.state.db = db
+            app.state.redis = redis
+            app.state.keys = keys
+            app.state.limiter = create_limiter(redis, keys.rate_limit_prefix)
+            app.state.templates = templates
+            log.info("web started migrations_applied=%d", len(applied))
+            yield
+        finally:
+            await redis.aclose()
+            await db.close()
+            log.info("web stopped")
+
+    # Outermost first. Locale comes before the body limit so a 413 page is localized;
+    # sessions come before CSRF, which compares against the session's token.
+    middleware = [
+        Middleware(RequestLogMiddleware),
+        Middleware(LocaleMiddleware, cookie_secure=settings.cookie_secure),
+        Middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes),
+        Middleware(SessionMiddleware),
+        Middleware(CSRFMiddleware, exempt_prefixes=CSRF_EXEMPT_PREFIXES),
+    ]
+    app = Starlette(
+        routes=[*page_routes(), Mount("/api/v1", routes=api_routes()), *static_routes()],
+        middleware=middleware,
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    # Set before the lifespan too, so error pages can render if start-up fails half-way.
+    app.state.settings = settings
+    app.state.templates = templates
+    return app

@@ -1,0 +1,258 @@
+"""Server-side sessions in Redis, and the signed-in user loaded for every request.
+
+The browser holds only a random token (32 bytes, URL-safe base64) in an HttpOnly,
+SameSite=Lax cookie; the session data is one JSON value in Redis under
+`Keys.session(token)`, read with GETEX so every request also renews its TTL. The
+signed-in user's row is cached in the session and re-read from PostgreSQL at most
+every `USER_REFRESH_S` seconds, so a role change or suspension takes effect within
+that time without a database query per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from engine.keys import Keys
+
+SESSION_COOKIE = "jt_session"
+USER_REFRESH_S = 60
+_TOKEN_BYTES = 32
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+
+log = logging.getLogger("jangteo.web.sessions")
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(_TOKEN_BYTES)
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    """The signed-in user as pages and guards see it (a copy of the `users` row)."""
+
+    id: int
+    email: str
+    display_name: str
+    role: str
+    supplier_id: int | None
+    status: str
+    locale: str
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record | dict[str, Any]) -> CurrentUser:
+        return cls(
+            id=row["id"],
+            email=row["email"],
+            display_name=row["display_name"],
+            role=row["role"],
+            supplier_id=row["supplier_id"],
+            status=row["status"],
+            locale=row["locale"],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == "active"
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role == "staff"
+
+    @property
+    def is_supplier(self) -> bool:
+        return self.role == "supplier"
+
+
+class Session:
+    """One visitor's session; changes are written to Redis when the response starts."""
+
+    def __init__(self, session_id: str | None, data: dict[str, Any] | None = None) -> None:
+        self.id = session_id
+        self.data: dict[str, Any] = data or {}
+        self.modified = False
+        # Ids to delete from Redis when the response starts (rotation and logout).
+        self.stale_ids: list[str] = []
+
+    @property
+    def is_new(self) -> bool:
+        return self.id is None
+
+    @property
+    def csrf_token(self) -> str:
+        """The session's CSRF token; reading it creates the token (and the session)."""
+        token = self.data.get("csrf")
+        if not token:
+            token = new_token()
+            self.data["csrf"] = token
+            self.modified = True
+        return token
+
+    @property
+    def user(self) -> CurrentUser | None:
+        raw = self.data.get("user")
+        return CurrentUser(**raw) if raw else None
+
+    def set_user(self, user: CurrentUser) -> None:
+        self.data["user"] = user.to_dict()
+        self.data["user_loaded_at"] = time.time()
+        self.modified = True
+
+    def login(self, user: CurrentUser) -> None:
+        """Store `user` under a new session id and a new CSRF token (no session fixation)."""
+        self.rotate()
+        self.data = {"csrf": new_token()}
+        self.set_user(user)
+
+    def logout(self) -> None:
+        """Drop all session data and continue as a fresh anonymous session."""
+        self.rotate()
+        self.data = {"csrf": new_token()}
+        self.modified = True
+
+    def rotate(self) -> None:
+        if self.id is not None:
+            self.stale_ids.append(self.id)
+        self.id = None
+        self.modified = True
+
+
+class SessionStore:
+    def __init__(self, redis: Redis, keys: Keys, ttl_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl_s = ttl_s
+
+    async def load(self, session_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.getex(self.keys.session(session_id), ex=self.ttl_s)
+        if raw is None:
+            return None
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            log.warning("session data unreadable, starting a new session")
+            return None
+        return data if isinstance(data, dict) else None
+
+    async def save(self, session: Session) -> str:
+        """Write the session, giving it an id first if it has none; return the id."""
+        if session.id is None:
+            session.id = new_token()
+        await self.redis.set(self.keys.session(session.id), orjson.dumps(session.data), ex=self.ttl_s)
+        if session.stale_ids:
+            await self.redis.delete(*(self.keys.session(stale) for stale in session.stale_ids))
+            session.stale_ids.clear()
+        session.modified = False
+        return session.id
+
+
+def _cookie_value(scope: Scope) -> str | None:
+    for raw_name, raw_value in scope.get("headers", []):
+        if raw_name != b"cookie":
+            continue
+        for part in raw_value.decode("latin-1").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == SESSION_COOKIE and _TOKEN_RE.fullmatch(value):
+                return value
+    return None
+
+
+async def _refresh_user(session: Session, db: asyncpg.Pool) -> None:
+    """Re-read the cached user row when it is older than USER_REFRESH_S."""
+    user = session.user
+    loaded_at = session.data.get("user_loaded_at", 0)
+    if user is None or time.time() - loaded_at < USER_REFRESH_S:
+        return
+    from web.users import fetch_user  # web.users imports this module
+
+    try:
+        fresh = await fetch_user(db, user.id)
+    except (asyncpg.PostgresError, OSError) as exc:
+        # Keep the cached row: pages stay usable while PostgreSQL is down, and every
+        # state-changing action checks the database itself.
+        log.warning("user refresh failed user_id=%s error=%s", user.id, type(exc).__name__)
+        return
+    if fresh is None:
+        session.logout()
+    else:
+        session.set_user(fresh)
+
+
+class SessionMiddleware:
+    """Load the session and user into `request.state` and save changes on the way out.
+
+    Needs `app.state.redis`, `app.state.keys`, `app.state.db` and `app.state.settings`,
+    which the lifespan sets. If Redis cannot be reached the request goes on with an
+    empty session (anonymous), and a session change in it is not saved.
+    """
+
+    def __init__(self, app: ASGIApp, *, skip_prefixes: tuple[str, ...] = ("/static/",)) -> None:
+        self.app = app
+        # Paths served without a session (static files): no Redis round trip for them.
+        self.skip_prefixes = skip_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if scope["path"].startswith(self.skip_prefixes):
+            state = scope.setdefault("state", {})
+            state["session"] = Session(None)
+            state["user"] = None
+            await self.app(scope, receive, send)
+            return
+
+        app_state = scope["app"].state
+        settings = app_state.settings
+        store = SessionStore(app_state.redis, app_state.keys, settings.session_ttl_s)
+
+        session = Session(None)
+        cookie_id = _cookie_value(scope)
+        if cookie_id is not None:
+            try:
+                data = await store.load(cookie_id)
+            except RedisError as exc:
+                log.warning("session load failed error=%s", type(exc).__name__)
+                data = None
+            if data is not None:
+                session = Session(cookie_id, data)
+                await _refresh_user(session, app_state.db)
+
+        state = scope.setdefault("state", {})
+        state["session"] = session
+        state["user"] = session.user
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_session(message: Message) -> None:
+            if message["type"] == "http.response.start" and session.modified:
+                try:
+                    session_id = await store.save(session)
+                except RedisError as exc:
+                    log.warning("session save failed error=%s", type(exc).__name__)
+                else:
+                    cookie = (
+                        f"{SESSION_COOKIE}={session_id}; Path=/; Max-Age={settings.session_ttl_s};"
+                        " HttpOnly; SameSite=Lax"
+                    )
+                    if settings.cookie_secure:
+                        cookie += "; Secure"
+                    MutableHeaders(scope=message).append("set-cookie", cookie)
+            await send(message)
+
+        await self.app(scope, receive, send_with_session)
