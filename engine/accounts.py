@@ -7,17 +7,17 @@ import unicodedata
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-# argon2-cffi's defaults (RFC 9106 low-memory profile: argon2id, 64 MiB, 3 passes).
+# argon2-cffi 23+ defaults: argon2id, 64 MiB, 3 passes, 4 lanes (the RFC 9106 low-memory profile).
 _hasher = PasswordHasher()
 
 
 def hash_password(plain: str) -> str:
-    """Hash a password with argon2id; the result embeds its salt and parameters."""
+    """Hash a password with argon2id. The result embeds its salt and parameters."""
     return _hasher.hash(plain)
 
 
 def verify_password(password_hash: str, plain: str) -> bool:
-    """Return whether `plain` matches `password_hash`; a malformed hash counts as no match."""
+    """Return whether `plain` matches `password_hash`, treating a malformed hash as no match."""
     try:
         return _hasher.verify(password_hash, plain)
     except (VerificationError, InvalidHashError):

@@ -11,11 +11,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from engine.auction.rules import DEFAULT_INCREMENTS
+
 LOCAL_REGION = "광주광역시 광산구"
 
 # -- categories -----------------------------------------------------------------
 
-# (code, name_ko, name_en, parent code or None); parents come before their children.
+# Rows of (code, name_ko, name_en, parent code or None). Parents come before their children.
 CATEGORIES: tuple[tuple[str, str, str, str | None], ...] = (
     ("food", "식품류", "Food", None),
     ("household", "생활용품", "Household goods", None),
@@ -613,8 +615,11 @@ def is_valid_business_number(number: str) -> bool:
 
 def business_number(index: int) -> str:
     """Return the invented business number of supplier `index`, unique within the demo."""
-    # 3-digit office code, 2-digit type code (01-79: sole proprietors), 4-digit serial.
-    first_nine = f"409{index % 79 + 1:02d}{(1000 + index * 173) % 10000:04d}"
+    # 3-digit office code, 2-digit type code (01-79 sole proprietor, 81 corporation)
+    # and a 4-digit serial, which alone keeps the 48 numbers distinct.
+    supplier = SUPPLIERS[index]
+    type_code = 81 if "법인" in supplier.name else index % 79 + 1
+    first_nine = f"409{type_code:02d}{(1000 + index * 173) % 10000:04d}"
     return first_nine + str(business_number_check_digit(first_nine))
 
 
@@ -643,23 +648,13 @@ _BANK_FORMATS: tuple[tuple[str, str], ...] = (
 def supplier_bank(index: int, supplier: DemoSupplier) -> tuple[str, str]:
     """Return an invented (bank name, account number) for the supplier."""
     bank_name, pattern = _BANK_FORMATS[index % len(_BANK_FORMATS)]
-    # A str seed is hashed with SHA-512, so the digits are the same in every process.
+    # Python 3.2+ hashes a str seed with SHA-512, so the digits do not depend on PYTHONHASHSEED.
     rng = random.Random(f"jangteo-demo-bank-{supplier.key}")
     account = "".join(str(rng.randrange(10)) if c == "9" else c for c in pattern)
     return bank_name, account
 
 
 # -- lots -----------------------------------------------------------------------------
-
-# Increment table in won: [amount from which the step applies, step].
-DEFAULT_INCREMENTS: tuple[tuple[int, int], ...] = (
-    (0, 100),
-    (10000, 500),
-    (50000, 1000),
-    (100000, 5000),
-    (500000, 10000),
-    (1000000, 20000),
-)
 
 MINUTE_S = 60
 HOUR_S = 3600

@@ -9,7 +9,7 @@ import pytest
 from engine.accounts import hash_password, mask_name, password_needs_rehash, verify_password
 
 
-def test_hash_password_verifies_with_same_password() -> None:
+def test_hash_password_round_trip() -> None:
     """A hash verifies against the password it was made from."""
     password_hash = hash_password("member1234!")
 
