@@ -159,10 +159,11 @@ def _push_toward_reserve(terms: LotTerms, price: int, leader_max: int) -> int:
 def _extended_end(terms: LotTerms, end_ms: int, now_ms: int) -> int:
     if now_ms < end_ms - terms.window_ms:
         return end_ms
-    new_end = max(end_ms, now_ms + terms.extension_ms)
+    target = now_ms + terms.extension_ms
     if terms.hard_cap_ms is not None:
-        new_end = min(new_end, terms.hard_cap_ms)
-    return new_end
+        target = min(target, terms.hard_cap_ms)
+    # A hard cap earlier than the current end stops extensions but never shortens the lot.
+    return max(end_ms, target)
 
 
 def _rejection(terms: LotTerms, state: LotState, code: str) -> BidDecision:
@@ -198,6 +199,8 @@ def apply_bid(
     if bidder_supplier_id is not None and bidder_supplier_id == terms.supplier_id:
         return _rejection(terms, state, "own_lot")
 
+    if isinstance(amount_won, bool) or not isinstance(amount_won, int) or not 1 <= amount_won <= MAX_AMOUNT_WON:
+        return _rejection(terms, state, "invalid_amount")
     minimum = min_next_bid(terms, state)
     if amount_won < minimum:
         return _rejection(terms, state, "bid_too_low")
