@@ -61,7 +61,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     process that runs is one that can serve.
     """
     settings = settings or get_settings()
-    if not settings.database_url or not settings.redis_url:
+    database_url, redis_url = settings.database_url, settings.redis_url
+    if not database_url or not redis_url:
         raise RuntimeError(
             "create_app needs settings.database_url and settings.redis_url;"
             " start the services with `python -m embedded` or set DATABASE_URL and REDIS_URL"
@@ -71,9 +72,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        assert settings.database_url and settings.redis_url  # checked above; narrows the type
-        db = await create_pool(settings.database_url)
-        redis: Redis = Redis.from_url(settings.redis_url)
+        db = await create_pool(database_url)
+        redis: Redis = Redis.from_url(redis_url)
         try:
             applied = await apply_migrations(db)
             await redis.ping()
@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=[*page_routes(), Mount("/api/v1", routes=api_routes()), *static_routes()],
         middleware=middleware,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     # Set before the lifespan too, so error pages can render if start-up fails half-way.

@@ -4,7 +4,7 @@ The token lives in the session (`Session.csrf_token`; anonymous sessions get one
 too, for the login and registration forms). A POST, PUT, PATCH or DELETE must carry
 it in the `X-CSRF-Token` header (htmx sends it from `hx-headers` on `<body>`, API
 clients from `GET /api/v1/session`) or in the form field `csrf_token`. A missing or
-wrong token is answered 403 `csrf_failed` before the endpoint runs, so nothing is
+wrong token gets 403 `csrf_failed` before the endpoint runs, so nothing is
 written.
 """
 

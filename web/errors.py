@@ -1,7 +1,7 @@
 """Error codes, the `ApiError` exception and the handlers that render errors.
 
 Every error a client can see has a stable code registered here with its HTTP status
-and an English msgid; the Korean text comes from the ko catalog. The API answers
+and an English msgid. The Korean text comes from the ko catalog. The API responds with
 
     {"error": {"code": "csrf_failed", "message": {"ko": "...", "en": "..."}, "detail": {}}}
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
@@ -67,7 +68,7 @@ class ApiError(Exception):
     """An error with a registered code; raise it from any page or API handler.
 
     Keyword arguments become the error's `detail` and fill `{name}` placeholders in
-    the message. The handler answers JSON under `/api/` and an error page elsewhere.
+    the message. The handler responds with JSON under `/api/` and with an error page elsewhere.
     """
 
     def __init__(
@@ -110,7 +111,7 @@ def api_error(code: str, status: int | None = None, **detail: Any) -> JSONRespon
 # -- rendering ---------------------------------------------------------------------
 
 def wants_json(connection: HTTPConnection) -> bool:
-    """Return whether an error for this request is answered as JSON rather than a page."""
+    """Return whether an error for this request is rendered as JSON rather than a page."""
     if connection.url.path.startswith("/api/"):
         return True
     accept = connection.headers.get("accept", "")
@@ -146,24 +147,28 @@ def error_response(request: Request, error: ApiError) -> Response:
 
 
 def _quote_next(request: Request) -> str:
-    from urllib.parse import quote
-
     path = request.url.path
     if request.url.query:
         path += "?" + request.url.query
     return quote(path, safe="")
 
 
-_HTTP_STATUS_CODES = {400: "bad_request", 401: "not_authenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 503: "service_unavailable"}
+# Error codes for the HTTPExceptions Starlette raises itself (router 404 and 405, form parsing).
+_HTTP_STATUS_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    503: "service_unavailable",
+}
 
 
-async def handle_api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
+async def handle_api_error(request: Request, exc: ApiError) -> Response:
     return error_response(request, exc)
 
 
-async def handle_http_exception(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+async def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     code = _HTTP_STATUS_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error")
     error = ApiError(code, exc.status_code, headers=dict(exc.headers or {}))
     return error_response(request, error)
@@ -179,7 +184,7 @@ async def handle_server_error(request: Request, exc: Exception) -> Response:
         return PlainTextResponse(error.message(DEFAULT_LOCALE), status_code=500)
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: dict[Any, Any] = {
     ApiError: handle_api_error,
     HTTPException: handle_http_exception,
     Exception: handle_server_error,

@@ -1,8 +1,8 @@
 """Locales, gettext catalogs and the display filters for money and Korea time.
 
-Korean is the default whatever the browser's Accept-Language says; `?lang=en` (or
-`?lang=ko`) on any page switches and stores the choice in the `lang` cookie. The
-catalogs live in `web/locale/<locale>/LC_MESSAGES/messages.po` with English msgids;
+Korean is the default whatever the browser's Accept-Language header requests.
+`?lang=en` (or `?lang=ko`) on any page switches and stores the choice in the `lang`
+cookie. The catalogs live in `web/locale/<locale>/LC_MESSAGES/messages.po` with English msgids;
 `ensure_compiled()` builds a missing or outdated `.mo` at start, so a checkout works
 without running `pybabel compile` first.
 """

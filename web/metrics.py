@@ -46,7 +46,7 @@ def _route_template(scope: Scope) -> str:
     path_format = getattr(route, "path_format", None)
     if not path_format:
         return "unmatched"
-    # Inside a Mount the route's template is relative; root_path holds the mount path.
+    # Inside a Mount the route's template is relative; root_path contains the mount path.
     return f"{scope.get('root_path', '')}{path_format}"
 
 

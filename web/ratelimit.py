@@ -56,5 +56,5 @@ async def check_rate(request: Request, name: str, rate: str, identity: str) -> N
 
 
 def client_ip(request: Request) -> str:
-    """The peer address (proxy headers are not trusted, see `web.__main__`)."""
+    """Return the peer address; proxy headers are not trusted (see `web.__main__`)."""
     return request.client.host if request.client else "unknown"

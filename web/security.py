@@ -104,7 +104,7 @@ class BodyTooLarge(Exception):
 
 
 class BodySizeLimitMiddleware:
-    """Answer 413 `body_too_large` for request bodies over the limit.
+    """Reject request bodies over the limit with 413 `body_too_large`.
 
     A declared Content-Length over the limit is rejected before any body is read; a
     chunked or understated body is counted as it streams and rejected when it passes
@@ -159,7 +159,7 @@ class BodySizeLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if response_started:
-                # The endpoint answered before reading the whole body; nothing to add.
+                # The endpoint responded before reading the whole body, so there is nothing to add.
                 log.warning("body over limit after response start path=%s", scope["path"])
                 return
             await self._reject(scope, receive, send, ApiError("body_too_large", limit_bytes=limit_bytes))

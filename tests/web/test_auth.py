@@ -64,7 +64,7 @@ async def test_login_rotates_session_id(app: Starlette, client: httpx.AsyncClien
 
 
 async def test_login_wrong_password_rejected(client: httpx.AsyncClient) -> None:
-    """A wrong password re-renders the form with 401 and a Korean message, and signs nobody in."""
+    """A wrong password re-renders the form with 401 and a Korean message, and leaves the session anonymous."""
     email = unique_email("wrong")
     await register_via_api(client, email, "sesame-street")
     await client.delete("/api/v1/session", headers={"X-CSRF-Token": await api_csrf(client)})
@@ -79,7 +79,7 @@ async def test_login_wrong_password_rejected(client: httpx.AsyncClient) -> None:
 
 
 async def test_login_unknown_email_rejected_like_wrong_password(client: httpx.AsyncClient) -> None:
-    """An unknown email gets the same 401 answer as a wrong password."""
+    """An unknown email gets the same 401 response as a wrong password."""
     token = await api_csrf(client)
     response = await client.post(
         "/api/v1/session", json={"email": unique_email("ghost"), "password": "whatever1"}, headers={"X-CSRF-Token": token}
@@ -106,7 +106,7 @@ async def test_register_invalid_fields_write_nothing(app: Starlette, client: htt
 
 
 async def test_register_duplicate_email_rejected(app: Starlette, client: httpx.AsyncClient) -> None:
-    """Registering an email again (in other letter case) answers 409 and keeps one row."""
+    """Registering an email again (in other letter case) returns 409 and keeps one row."""
     email = unique_email("dup")
     await register_via_api(client, email)
     token = await page_csrf(client, "/register")
@@ -143,7 +143,7 @@ async def test_api_session_round_trip(client: httpx.AsyncClient) -> None:
 
 
 async def test_api_register_validation_error_shape(client: httpx.AsyncClient) -> None:
-    """An invalid API registration answers 422 with a message per field in both languages."""
+    """An invalid API registration returns 422 with a message per field in both languages."""
     token = await api_csrf(client)
     response = await client.post(
         "/api/v1/register",

@@ -9,7 +9,7 @@ from web.errors import ERRORS, ApiError, register_error
 
 
 async def test_api_404_error_shape(client: httpx.AsyncClient) -> None:
-    """An unknown API path answers 404 with code, Korean and English message and detail."""
+    """An unknown API path returns 404 with code, Korean and English message and detail."""
     response = await client.get("/api/v1/no-such-thing")
     assert response.status_code == 404
     body = response.json()
@@ -24,7 +24,7 @@ async def test_api_404_error_shape(client: httpx.AsyncClient) -> None:
 
 
 async def test_api_invalid_json_rejected(client: httpx.AsyncClient) -> None:
-    """A body that is not a JSON object answers 400 `invalid_json`."""
+    """A body that is not a JSON object returns 400 `invalid_json`."""
     token = (await client.get("/api/v1/session")).json()["csrf_token"]
     for body in (b"{not json", b"[1, 2]"):
         response = await client.post(
@@ -35,9 +35,9 @@ async def test_api_invalid_json_rejected(client: httpx.AsyncClient) -> None:
 
 
 async def test_api_method_not_allowed(client: httpx.AsyncClient) -> None:
-    """A known path with a method it does not serve answers 405 as JSON."""
+    """A method the path does not serve returns 405 as JSON."""
     response = await client.put("/api/v1/openapi.json")
-    # PUT is unsafe, so the CSRF check answers first; GET-only paths answer 405 for safe methods.
+    # PUT is unsafe, so the CSRF check rejects it first; safe methods reach the router's 405.
     assert response.status_code == 403
     response = await client.request("OPTIONS", "/api/v1/session")
     assert response.status_code == 405

@@ -6,14 +6,14 @@ import httpx
 
 
 async def test_healthz_ok(client: httpx.AsyncClient) -> None:
-    """/healthz answers 200 while the process runs."""
+    """/healthz returns 200 while the process runs."""
     response = await client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
 async def test_readyz_ok(client: httpx.AsyncClient) -> None:
-    """/readyz answers 200 when PostgreSQL and Redis both answer."""
+    """/readyz returns 200 when PostgreSQL and Redis both respond."""
     response = await client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "checks": {"postgresql": "ok", "redis": "ok"}}

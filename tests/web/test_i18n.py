@@ -12,7 +12,7 @@ from web.templating import LocalizedTemplates
 
 
 async def test_korean_by_default_even_for_english_browsers(client: httpx.AsyncClient) -> None:
-    """Without a choice the pages are Korean, whatever Accept-Language says."""
+    """Without a choice the pages are Korean, whatever the Accept-Language header requests."""
     response = await client.get("/", headers={"Accept-Language": "en-US,en;q=0.9"})
     assert '<html lang="ko">' in response.text
     assert "경매 목록" in response.text

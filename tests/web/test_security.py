@@ -18,7 +18,7 @@ async def _count_users(app: Starlette, email: str) -> int:
 
 
 async def test_csrf_missing_on_page_form_rejected(app: Starlette, client: httpx.AsyncClient) -> None:
-    """A registration form posted without its token answers 403 in Korean and writes nothing."""
+    """A registration form posted without its token returns 403 in Korean and writes nothing."""
     await page_csrf(client, "/register")
     email = unique_email("nocsrf")
     response = await client.post(
@@ -30,7 +30,7 @@ async def test_csrf_missing_on_page_form_rejected(app: Starlette, client: httpx.
 
 
 async def test_csrf_wrong_token_on_api_rejected(app: Starlette, client: httpx.AsyncClient) -> None:
-    """An API request with a token of another session answers 403 `csrf_failed` and writes nothing."""
+    """An API request with a token of another session returns 403 `csrf_failed` and writes nothing."""
     await api_csrf(client)
     other_token = "A" * 43
     email = unique_email("badcsrf")
@@ -47,7 +47,7 @@ async def test_csrf_wrong_token_on_api_rejected(app: Starlette, client: httpx.As
 
 
 async def test_csrf_without_session_rejected(client: httpx.AsyncClient) -> None:
-    """A POST from a client that never got a session answers 403 even with some token."""
+    """A POST from a client that never got a session returns 403 even with a token."""
     response = await client.post("/api/v1/session", json={}, headers={"X-CSRF-Token": "A" * 43})
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "csrf_failed"

@@ -76,7 +76,7 @@ def json_response(data: Any, status_code: int = 200) -> JSONResponse:
 
 
 def api_routes() -> list[BaseRoute]:
-    """Every route under /api/v1 (mounted by `web.app.create_app`)."""
+    """List every route under /api/v1 (mounted by `web.app.create_app`)."""
     from web.api import auth  # imported here: API modules import this package
 
     return [

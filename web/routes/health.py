@@ -18,7 +18,7 @@ log = logging.getLogger("jangteo.web.health")
 
 
 async def healthz(request: Request) -> JSONResponse:
-    """The process is up and its event loop answers."""
+    """Return 200 while the process runs and its event loop responds."""
     return JSONResponse({"status": "ok"})
 
 
@@ -41,7 +41,7 @@ async def _check_redis(request: Request) -> bool:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """PostgreSQL answers `SELECT 1` and Redis answers PING; 503 otherwise."""
+    """Return 200 when PostgreSQL runs `SELECT 1` and Redis replies to PING, else 503."""
     checks = {"postgresql": await _check_db(request), "redis": await _check_redis(request)}
     ready = all(checks.values())
     body = {"status": "ok" if ready else "unavailable", "checks": {name: "ok" if ok else "failed" for name, ok in checks.items()}}
