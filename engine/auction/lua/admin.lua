@@ -1,7 +1,9 @@
 -- A staff action on a live lot, as one event with the next sequence number:
 --   extend  ARGV[3] = new end (ms)
 --   cancel  (no argument)
---   reset   ARGV[3] = JSON {price, leader, leader_max, leader_masked, bid_count, voided_seq}
+--   reset   ARGV[3] = JSON {price, leader, leader_max, leader_masked, bid_count, bidders,
+--           voided_seq, expected_seq}; rejected with seq_changed unless the lot's seq
+--           is still expected_seq (when given)
 --           (a void: the price recomputed in Python from the remaining bids)
 --   settle  ARGV[3] = final status (sold, unsold, held) after PostgreSQL committed the close
 -- Returns {ok=true, seq=...} or {ok=false, code=...}.
@@ -66,6 +68,11 @@ elseif action == "cancel" then
     redis.call("ZREM", ends_key, s.lot_id)
 elseif action == "reset" then
     local r = cjson.decode(argument)
+    -- The price was recomputed from the bids up to expected_seq; a bid accepted since
+    -- would be lost by the reset, so the caller recomputes and tries again.
+    if r.expected_seq ~= nil and tonumber(r.expected_seq) ~= tonumber(s.seq) then
+        return cjson.encode({ok = false, code = "seq_changed", seq = tonumber(s.seq)})
+    end
     s.price = string.format("%d", r.price)
     s.leader = string.format("%d", r.leader)
     s.leader_max = string.format("%d", r.leader_max)

@@ -1,0 +1,1 @@
+"""Transactional mail: the texts (`engine.mail.templates`) and their formatting helpers."""

@@ -1,0 +1,117 @@
+"""Bank-transfer (무통장입금) orders: staff confirm deposits; unpaid orders lapse at their due time.
+
+Both run one transaction per order that changes its status, writes the money
+ledger and audit rows that go with it and queues the buyer's mail, so a status
+change and its side effects commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from engine import outbox
+from engine.actors import Actor
+from engine.errors import DomainError
+from engine.mail import templates
+
+log = logging.getLogger("jangteo.orders")
+
+# NOTE: only auction orders lapse here; shop and group-buy orders also release stock
+# when they lapse, which their own modules handle.
+LAPSING_CHANNELS = ("auction",)
+
+
+def require_staff(actor: Actor) -> None:
+    if not actor.is_staff:
+        raise DomainError("forbidden", "only active staff accounts may do this")
+
+
+async def audit(
+    connection: asyncpg.Connection, actor: Actor, action: str, target_type: str, target_id: int, detail: dict
+) -> None:
+    await connection.execute(
+        "INSERT INTO audit_log (actor_id, action, target_type, target_id, detail) VALUES ($1, $2, $3, $4, $5)",
+        actor.user_id, action, target_type, target_id, detail,
+    )
+
+
+async def confirm_deposit(db: asyncpg.Pool, actor: Actor, order_id: int) -> None:
+    """Mark a bank-transfer order paid after staff saw the deposit; audited, buyer mailed.
+
+    Raises DomainError `forbidden` for non-staff, `order_not_found`, and
+    `order_not_awaiting_payment` when the order is paid, cancelled or refunded.
+    """
+    require_staff(actor)
+    async with db.acquire() as connection:
+        async with connection.transaction():
+            order = await connection.fetchrow(
+                "SELECT o.*, u.email AS buyer_email FROM orders o LEFT JOIN users u ON u.id = o.buyer_id"
+                " WHERE o.id = $1 FOR UPDATE OF o",
+                order_id,
+            )
+            if order is None:
+                raise DomainError("order_not_found", f"order {order_id} does not exist", order_id=order_id)
+            if order["status"] != "awaiting_payment":
+                raise DomainError(
+                    "order_not_awaiting_payment",
+                    f"order {order_id} is {order['status']}; only an order awaiting payment can be confirmed",
+                    order_id=order_id, status=order["status"],
+                )
+            await connection.execute(
+                "UPDATE orders SET status = 'paid', paid_at = now(), confirmed_by = $2 WHERE id = $1",
+                order_id, actor.user_id,
+            )
+            await audit(connection, actor, "order.confirm_deposit", "order", order_id,
+                        {"amount_won": order["amount_won"]})
+            if order["buyer_email"]:
+                mail = templates.deposit_confirmed(order_no=order["order_no"], amount_won=order["amount_won"])
+                await outbox.enqueue(connection, f"order:{order_id}:paid", order["buyer_email"], mail.subject, mail.body)
+    log.info("deposit confirmed order_id=%s actor_id=%s", order_id, actor.user_id)
+
+
+async def cancel_order_in_transaction(connection: asyncpg.Connection, order: asyncpg.Record) -> None:
+    """Cancel an unpaid order whose row the caller locked, reversing its commission.
+
+    The reversal row carries the negative commission, so the order's commission rows
+    sum to zero once it is cancelled.
+    """
+    await connection.execute("UPDATE orders SET status = 'cancelled' WHERE id = $1", order["id"])
+    await connection.execute(
+        """INSERT INTO money_ledger (order_id, supplier_id, entry, amount_won, rate_bp)
+           SELECT order_id, supplier_id, 'commission_reversal', -amount_won, rate_bp
+           FROM money_ledger WHERE order_id = $1 AND entry = 'commission'""",
+        order["id"],
+    )
+
+
+async def cancel_unpaid_orders(db: asyncpg.Pool, *, limit: int = 100) -> list[int]:
+    """Cancel bank-transfer orders still unpaid after their due time (PostgreSQL's clock).
+
+    Safe to run in several workers at once: each order is locked with SKIP LOCKED and
+    re-checked. Returns the ids cancelled now.
+    """
+    cancelled: list[int] = []
+    async with db.acquire() as connection:
+        async with connection.transaction():
+            orders = await connection.fetch(
+                """SELECT o.*, u.email AS buyer_email FROM orders o LEFT JOIN users u ON u.id = o.buyer_id
+                   WHERE o.status = 'awaiting_payment' AND o.payment_method = 'bank_transfer'
+                     AND o.payment_due_at < now() AND o.channel = ANY($1::text[])
+                   ORDER BY o.payment_due_at
+                   LIMIT $2
+                   FOR UPDATE OF o SKIP LOCKED""",
+                list(LAPSING_CHANNELS), limit,
+            )
+            for order in orders:
+                await cancel_order_in_transaction(connection, order)
+                if order["buyer_email"]:
+                    mail = templates.order_cancelled_unpaid(order_no=order["order_no"], due_at=order["payment_due_at"])
+                    await outbox.enqueue(
+                        connection, f"order:{order['id']}:cancelled", order["buyer_email"], mail.subject, mail.body
+                    )
+                cancelled.append(order["id"])
+    for order_id in cancelled:
+        log.info("order cancelled unpaid order_id=%s", order_id)
+    return cancelled

@@ -1,0 +1,241 @@
+"""The transactional mail outbox: rows written with their cause, delivered by a worker.
+
+`enqueue` runs inside the transaction that causes the mail, so a mail exists exactly
+when its cause committed, and `(event_key, recipient)` is unique, so one event mails
+one recipient at most once. `OutboxSender` delivers pending rows over SMTP.
+
+Delivery is at least once at the SMTP level, at most once per row in the outbox: a
+row is locked (`FOR UPDATE SKIP LOCKED`) while it is sent and marked `sent` in the
+same transaction, so two senders never send one row at the same time. If a sender
+dies after the SMTP server accepted a message but before its commit, the row is sent
+again; its `Message-ID` (`<outbox-ID@domain>`) is the same both times, so receiving
+systems can recognize the duplicate. A failed send keeps the row pending with an
+exponential backoff; rows are retried until they are sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+import asyncpg
+
+log = logging.getLogger("jangteo.outbox")
+
+MAX_SUBJECT_CHARS = 200
+MAX_RECIPIENT_CHARS = 254
+_RECIPIENT = re.compile(r"[^\s@<>,;\"]+@[^\s@<>,;\"]+")
+
+
+def _check_header_value(name: str, value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"mail {name} must not contain CR or LF")
+
+
+def check_recipient(recipient: str) -> str:
+    """Return the address when it is one plain `local@domain`; raise ValueError otherwise."""
+    _check_header_value("recipient", recipient)
+    if len(recipient) > MAX_RECIPIENT_CHARS or not _RECIPIENT.fullmatch(recipient):
+        raise ValueError("mail recipient must be one address of the form local@domain")
+    return recipient
+
+
+async def enqueue(
+    connection: asyncpg.Connection, event_key: str, recipient: str, subject: str, body: str
+) -> bool:
+    """Add one mail to the outbox inside the caller's transaction; False if it was already there.
+
+    Raises ValueError when the recipient is not one plain address or the subject
+    contains a line break, so no header can be injected.
+    """
+    check_recipient(recipient)
+    _check_header_value("subject", subject)
+    if len(subject) > MAX_SUBJECT_CHARS:
+        raise ValueError(f"mail subject is longer than {MAX_SUBJECT_CHARS} characters")
+    inserted = await connection.fetchval(
+        """INSERT INTO outbox (event_key, recipient, subject, body_text)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (event_key, recipient) DO NOTHING
+           RETURNING id""",
+        event_key, recipient, subject, body,
+    )
+    return inserted is not None
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    hostname: str
+    port: int
+    use_tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_smtp_url(url: str) -> SmtpTarget:
+    """Parse `smtp://[user:password@]host:port` (or `smtps://` for implicit TLS)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError(f"SMTP URL must look like smtp://host:port, got scheme {parts.scheme!r}")
+    use_tls = parts.scheme == "smtps"
+    return SmtpTarget(
+        hostname=parts.hostname,
+        port=parts.port or (465 if use_tls else 25),
+        use_tls=use_tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def build_message(*, outbox_id: int, mail_from: str, recipient: str, subject: str, body: str) -> EmailMessage:
+    """Build the message of one outbox row; the Message-ID is derived from the row id."""
+    _check_header_value("sender", mail_from)
+    check_recipient(recipient)
+    _check_header_value("subject", subject)
+    display_name, from_address = parseaddr(mail_from)
+    local_part, _, domain = from_address.partition("@")
+    message = EmailMessage()
+    message["From"] = Address(display_name=display_name, username=local_part, domain=domain)
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = f"<outbox-{outbox_id}@{domain or 'jangteo.local'}>"
+    message.set_content(body, charset="utf-8")
+    return message
+
+
+def _error_summary(error: BaseException) -> str:
+    """The error's class and SMTP code: never its text, which may name the recipient."""
+    code = getattr(error, "code", None)
+    return f"{type(error).__name__} code={code}" if code is not None else type(error).__name__
+
+
+class OutboxSender:
+    """Deliver due outbox rows over SMTP, one row per transaction.
+
+    Under load one round sends at most `batch_size` rows over one SMTP connection.
+    When the server is unreachable, the row being sent is rescheduled and the round
+    ends, so a dead server costs one connection attempt per round, not one per row.
+    """
+
+    def __init__(
+        self,
+        db: asyncpg.Pool,
+        *,
+        smtp_url: str,
+        mail_from: str,
+        batch_size: int = 50,
+        timeout_s: float = 30.0,
+        backoff_base_s: float = 5.0,
+        backoff_max_s: float = 3600.0,
+    ) -> None:
+        self.db = db
+        self.target = parse_smtp_url(smtp_url)
+        self.mail_from = mail_from
+        self.batch_size = batch_size
+        self.timeout_s = timeout_s
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+
+    def backoff_s(self, attempts: int) -> float:
+        """Delay before the next try after `attempts` failed tries (doubling, capped)."""
+        return min(self.backoff_max_s, self.backoff_base_s * 2 ** max(0, attempts - 1))
+
+    async def send_due(self) -> int:
+        """Send up to `batch_size` due rows; return how many were sent."""
+        sent = 0
+        smtp: aiosmtplib.SMTP | None = None
+        try:
+            for _ in range(self.batch_size):
+                outcome = await self._send_one(smtp)
+                if outcome is None:
+                    break
+                delivered, smtp = outcome
+                if not delivered:
+                    break
+                sent += 1
+        finally:
+            if smtp is not None:
+                await _quit_quietly(smtp)
+        return sent
+
+    async def _send_one(self, smtp: aiosmtplib.SMTP | None) -> tuple[bool, aiosmtplib.SMTP | None] | None:
+        async with self.db.acquire() as connection:
+            async with connection.transaction():
+                row = await connection.fetchrow(
+                    """SELECT id, recipient, subject, body_text, attempts FROM outbox
+                       WHERE status = 'pending' AND next_attempt_at <= now()
+                       ORDER BY next_attempt_at, id
+                       LIMIT 1
+                       FOR UPDATE SKIP LOCKED"""
+                )
+                if row is None:
+                    return None
+                try:
+                    message = build_message(
+                        outbox_id=row["id"], mail_from=self.mail_from, recipient=row["recipient"],
+                        subject=row["subject"], body=row["body_text"],
+                    )
+                    if smtp is None:
+                        smtp = await self._connect()
+                    await smtp.send_message(message)
+                except (aiosmtplib.SMTPException, OSError, ValueError, asyncio.TimeoutError) as error:
+                    attempts = row["attempts"] + 1
+                    delay_s = self.backoff_s(attempts)
+                    await connection.execute(
+                        """UPDATE outbox SET attempts = $2, last_error = $3,
+                               next_attempt_at = now() + make_interval(secs => $4)
+                           WHERE id = $1""",
+                        row["id"], attempts, _error_summary(error), delay_s,
+                    )
+                    log.warning(
+                        "mail failed outbox_id=%s attempts=%s retry_in_s=%.1f error=%s",
+                        row["id"], attempts, delay_s, _error_summary(error),
+                    )
+                    if smtp is not None:
+                        await _quit_quietly(smtp)
+                    return False, None
+                await connection.execute(
+                    "UPDATE outbox SET status = 'sent', sent_at = now(), attempts = attempts + 1,"
+                    " last_error = NULL WHERE id = $1",
+                    row["id"],
+                )
+        log.info("mail sent outbox_id=%s", row["id"])
+        return True, smtp
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        target = self.target
+        smtp = aiosmtplib.SMTP(
+            hostname=target.hostname, port=target.port, use_tls=target.use_tls, timeout=self.timeout_s
+        )
+        await smtp.connect()
+        if target.username is not None:
+            await smtp.login(target.username, target.password or "")
+        return smtp
+
+    async def run(self, stop: asyncio.Event, *, idle_s: float = 1.0) -> None:
+        """Send due rows until `stop` is set; sleeps `idle_s` when nothing is due."""
+        while not stop.is_set():
+            try:
+                sent = await self.send_due()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.error("mail round failed error=%s", _error_summary(error))
+                sent = 0
+            if sent == 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=idle_s)
+                except asyncio.TimeoutError:
+                    pass
+
+
+async def _quit_quietly(smtp: aiosmtplib.SMTP) -> None:
+    try:
+        await smtp.quit()
+    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+        smtp.close()

@@ -1,0 +1,84 @@
+"""`python -m workers`: run the ledger consumer, closer, mail sender and order canceller.
+
+Reads the settings from the environment (`DATABASE_URL`, `REDIS_URL`, `SMTP_URL`,
+`REDIS_PREFIX`, ...), applies migrations, loads the active lots into Redis, then runs
+every loop until SIGTERM or SIGINT, after which each loop finishes its current round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from redis.asyncio import Redis
+
+from engine.auction.ledger import LedgerConsumer
+from engine.auction.live import AuctionLive
+from engine.auction.lots import load_active_lots
+from engine.config import Settings, get_settings
+from engine.db import apply_migrations, create_pool
+from engine.keys import Keys
+from engine.outbox import OutboxSender
+from workers.loops import Closer, cancel_unpaid_round, run_every
+
+log = logging.getLogger("jangteo.worker")
+
+CLOSE_INTERVAL_S = 0.25
+CANCEL_INTERVAL_S = 30.0
+
+
+def configure_logging() -> None:
+    """One line per event: time, level, logger, then the message's key=value pairs."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def run(settings: Settings) -> None:
+    if not settings.database_url or not settings.redis_url or not settings.smtp_url:
+        raise SystemExit(
+            "the worker needs DATABASE_URL, REDIS_URL and SMTP_URL; "
+            "start it through `python -m embedded` (which sets them) or set them yourself"
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    db = await create_pool(settings.database_url, min_size=2, max_size=10)
+    # Each shard's consumer blocks one connection in XREADGROUP, so the pool must hold
+    # more than the shard count.
+    redis = Redis.from_url(settings.redis_url, max_connections=settings.redis_shards + 16)
+    try:
+        await apply_migrations(db)
+        keys = Keys(settings.redis_prefix, settings.redis_shards)
+        live = AuctionLive(redis, keys)
+        loaded = await load_active_lots(db, live)
+        log.info("worker started lots_loaded=%s shards=%s", loaded, settings.redis_shards)
+
+        consumer = LedgerConsumer(db, redis, keys)
+        closer = Closer(db, live, settings)
+        sender = OutboxSender(db, smtp_url=settings.smtp_url, mail_from=settings.mail_from)
+        await asyncio.gather(
+            consumer.run(stop),
+            run_every("closer", CLOSE_INTERVAL_S, stop, closer.round),
+            sender.run(stop),
+            run_every("unpaid_orders", CANCEL_INTERVAL_S, stop, lambda: cancel_unpaid_round(db)),
+        )
+    finally:
+        await redis.aclose()
+        await db.close()
+        log.info("worker stopped")
+
+
+def main() -> None:
+    configure_logging()
+    asyncio.run(run(get_settings()))
+
+
+if __name__ == "__main__":
+    main()
