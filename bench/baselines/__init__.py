@@ -1,0 +1,1 @@
+"""Reference servers that Jangteo's figures are divided by (no Jangteo code in them)."""

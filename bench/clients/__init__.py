@@ -1,0 +1,1 @@
+"""Load-generating client processes; each prints one JSON result line on stdout."""

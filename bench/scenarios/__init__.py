@@ -1,0 +1,1 @@
+"""One module per measured scenario; each returns a dict that goes into latest.json."""
