@@ -31,7 +31,7 @@ from typing import Any
 import asyncpg
 
 from engine import commission, outbox
-from engine.auction.ledger import hold_lot, ms_to_datetime
+from engine.auction.ledger import ACKNOWLEDGED_MISSING, hold_if_acknowledged_missing, hold_lot, ms_to_datetime
 from engine.auction.live import AuctionLive
 from engine.auction.lots import load_lot
 from engine.config import Settings
@@ -47,7 +47,7 @@ FINAL_STATUSES = frozenset({SOLD, UNSOLD, HELD, CANCELLED})
 WAITING = "waiting"  # the ledger has not caught up yet; the next round tries again
 
 GAP_REASON = "ledger gap"
-ACK_REASON = "acknowledged sequence missing"
+ACK_REASON = ACKNOWLEDGED_MISSING
 AHEAD_REASON = "ledger ahead of live state"
 
 
@@ -348,6 +348,8 @@ async def reload_missing_shards(db: asyncpg.Pool, live: AuctionLive, settings: S
 
     A missing marker means Redis started empty (first start, or it lost its data).
     Lots already live are left alone; the marker is set once the shard's lots are in.
+    A lot acknowledged beyond its ledger is held first, so it is rebuilt as held and
+    takes no bid under a reissued sequence number.
     """
     keys = live.keys
     pipe = live.redis.pipeline(transaction=False)
@@ -362,6 +364,8 @@ async def reload_missing_shards(db: asyncpg.Pool, live: AuctionLive, settings: S
             settings.redis_shards, shard,
         )
         for row in rows:
+            async with db.acquire() as connection:
+                await hold_if_acknowledged_missing(connection, row["id"])
             loaded += await load_lot(db, live, row["id"])
         await live.redis.set(keys.shard_loaded(shard), ms_to_datetime(await live.server_time_ms()).isoformat())
         log.info("shard loaded shard=%s lots=%s", shard, len(rows))

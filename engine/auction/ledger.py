@@ -250,11 +250,32 @@ async def _compare_with_stored(
             await hold_lot(connection, entry.lot_id, SEQUENCE_CONFLICT)
 
 
+ACKNOWLEDGED_MISSING = "acknowledged sequence missing"
+
+
+async def hold_if_acknowledged_missing(connection: asyncpg.Connection, lot_id: int) -> bool:
+    """Hold a lot whose ack mark exceeds the ledger's last seq; True when it was held now.
+
+    Call before rebuilding a lot in Redis from the ledger: a rebuilt lot would hand
+    out the lost sequence numbers again, and a number alone cannot tell the lost
+    event from its replacement afterwards.
+    """
+    behind = await connection.fetchval(
+        """SELECT m.seq > coalesce((SELECT max(seq) FROM lot_events e WHERE e.lot_id = m.lot_id), 0)
+           FROM lot_ack_marks m WHERE m.lot_id = $1""",
+        lot_id,
+    )
+    if not behind:
+        return False
+    return await hold_lot(connection, lot_id, ACKNOWLEDGED_MISSING)
+
+
 async def note_acknowledged(connection: asyncpg.Connection, lot_id: int, seq: int) -> None:
     """Record that a client was given a receipt up to `seq` (kept as the maximum).
 
     Web processes call this for the lots they acknowledged when they notice that Redis
-    restarted; a close that finds the ledger below the mark holds the lot.
+    restarted, before the lots are rebuilt; a rebuild or a close that finds the ledger
+    below the mark holds the lot.
     """
     await connection.execute(
         """INSERT INTO lot_ack_marks (lot_id, seq) VALUES ($1, $2)
