@@ -13,10 +13,13 @@ local ends_key     = KEYS[5]
 local kind         = ARGV[1]            -- "bid" or "buy_now"
 local user_id      = tonumber(ARGV[2])
 local client_id    = ARGV[3]
-local amount       = tonumber(ARGV[4])  -- the bidder's maximum; ignored for buy_now
+local amount_text  = ARGV[4]            -- the bidder's maximum; ignored for buy_now
+local amount       = tonumber(amount_text)
 local masked_name  = ARGV[5]
 local bidder_supplier_id = tonumber(ARGV[6])  -- 0 when the bidder is no supplier
 local channel      = ARGV[7]
+
+local max_amount   = 10000000000  -- rules.MAX_AMOUNT_WON
 
 local function num(value)
     return tonumber(value) or 0
@@ -128,7 +131,15 @@ if kind == "buy_now" then
     leader_masked = masked_name
     status = "closing"
     end_ms = now_ms
+elseif kind ~= "bid" then
+    return reject("unknown_kind")
 else
+    -- Plain ASCII digits within 1..MAX_AMOUNT_WON, as rules.parse_amount_won accepts;
+    -- tonumber() alone would also take "1e3", "0x10" and "1.5".
+    if not string.match(amount_text, "^%d+$") or #amount_text > 11
+            or amount < 1 or amount > max_amount then
+        return reject("invalid_amount")
+    end
     if amount < min_next() then
         return reject("bid_too_low")
     end
@@ -154,14 +165,15 @@ else
 
     -- Soft close: a bid in the last window moves the end to now + extension,
     -- never past the hard cap.
+    -- A cap earlier than the current end stops extensions but never shortens the lot.
     local window_ms = num(s.window_ms)
     if now_ms >= end_ms - window_ms then
-        local new_end = math.max(end_ms, now_ms + num(s.ext_ms))
+        local target = now_ms + num(s.ext_ms)
         local cap_ms = num(s.cap_ms)
-        if cap_ms > 0 and new_end > cap_ms then
-            new_end = cap_ms
+        if cap_ms > 0 and target > cap_ms then
+            target = cap_ms
         end
-        end_ms = new_end
+        end_ms = math.max(end_ms, target)
     end
 end
 
