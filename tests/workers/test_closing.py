@@ -5,63 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-import asyncpg
 import redis.asyncio
 
 from engine.auction.closing import close_due_lots, finalize_lot
-from engine.auction.ledger import LedgerConsumer
 from engine.auction.live import AuctionLive
-from engine.config import Settings
 from engine.db import create_pool
 from engine.keys import Keys
-from engine.outbox import OutboxSender
-
-from conftest import Market, wait_until_due
-
-FINAL = ("sold", "unsold", "held", "cancelled")
-
-
-async def close_until_final(
-    db: asyncpg.Pool, live: AuctionLive, settings: Settings, consumer: LedgerConsumer, lot_id: int
-) -> str:
-    """Run closer rounds and drain the ledger between them until the lot is final in both stores."""
-    for _ in range(20):
-        await close_due_lots(db, live, settings)
-        await consumer.drain()
-        status = await db.fetchval("SELECT status FROM lots WHERE id = $1", lot_id)
-        snapshot = await live.snapshot(lot_id)
-        if status in FINAL and snapshot is not None and snapshot.status == status:
-            return status
-    raise AssertionError(f"lot {lot_id} did not become final: {status}")
-
-
-async def send_all(db: asyncpg.Pool, settings: Settings) -> int:
-    assert settings.smtp_url
-    sender = OutboxSender(db, smtp_url=settings.smtp_url, mail_from=settings.mail_from)
-    return await sender.send_due()
-
-
-async def counts(db: asyncpg.Pool, lot_id: int) -> dict[str, int]:
-    return {
-        "sales": await db.fetchval("SELECT count(*) FROM sales WHERE lot_id = $1", lot_id),
-        "orders": await db.fetchval(
-            "SELECT count(*) FROM orders o JOIN sales s ON s.id = o.sale_id WHERE s.lot_id = $1", lot_id
-        ),
-        "commissions": await db.fetchval(
-            "SELECT count(*) FROM money_ledger m JOIN orders o ON o.id = m.order_id JOIN sales s ON s.id = o.sale_id"
-            " WHERE s.lot_id = $1 AND m.entry = 'commission'", lot_id,
-        ),
-        "mails": await db.fetchval("SELECT count(*) FROM outbox WHERE event_key LIKE $1", f"lot:{lot_id}:%"),
-    }
-
-
-async def bid_three(market: Market, lot_id: int):  # type: ignore[no-untyped-def]
-    """A 12,000, B 15,000, C 13,000: B leads at 13,500 (C's maximum plus one 500 step)."""
-    a, b, c = await market.member("김가영"), await market.member("이나래"), await market.member("박다솜")
-    await market.accepted_bid(lot_id, a, 12_000)
-    await market.accepted_bid(lot_id, b, 15_000)
-    await market.accepted_bid(lot_id, c, 13_000)
-    return a, b, c
+from worker_testkit import bid_three, close_until_final, counts, send_all, wait_until_due
 
 
 async def test_close_sells_once_to_leader(db, live, wk_settings, consumer, market, smtp_sink):

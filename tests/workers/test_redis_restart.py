@@ -20,8 +20,7 @@ from engine.auction.ledger import LedgerConsumer, note_acknowledged
 from engine.auction.live import AuctionLive, Receipt
 from engine.keys import Keys
 
-from conftest import make_market, wait_until_due
-from test_closing import close_until_final, send_all
+from worker_testkit import close_until_final, make_market, send_all, wait_until_due
 
 pytestmark = pytest.mark.slow
 

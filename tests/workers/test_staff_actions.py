@@ -11,8 +11,7 @@ from engine.auction.closing import close_due_lots
 from engine.errors import DomainError
 from engine.orders import cancel_unpaid_orders, confirm_deposit
 
-from conftest import wait_until_due
-from test_closing import bid_three, close_until_final
+from worker_testkit import bid_three, close_until_final, wait_until_due
 
 
 async def audit_actions(db, lot_id: int) -> list[str]:
