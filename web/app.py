@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
@@ -21,6 +21,7 @@ from web.api import api_routes
 from web.csrf import CSRFMiddleware
 from web.errors import EXCEPTION_HANDLERS
 from web.i18n import LocaleMiddleware, ensure_compiled
+from web.live import start_live, stop_live
 from web.metrics import RequestLogMiddleware
 from web.ratelimit import create_limiter
 from web.routes import page_routes
@@ -29,6 +30,9 @@ from web.sessions import SessionMiddleware
 from web.templating import LocalizedTemplates
 
 log = logging.getLogger("jangteo.web")
+# Redis connections per web process, and how long a request waits for a free one (s).
+REDIS_POOL_SIZE = 200
+REDIS_POOL_TIMEOUT_S = 5.0
 
 STATIC_DIR = Path(__file__).parent / "static"
 NODE_MODULES = PROJECT_ROOT / "node_modules"
@@ -73,7 +77,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = await create_pool(database_url)
-        redis: Redis = Redis.from_url(redis_url)
+        # redis-py's default asyncio pool raises MaxConnectionsError once 100 connections
+        # are in use (100 concurrent bidders do that); a blocking pool makes a burst wait.
+        redis: Redis = Redis.from_pool(
+            BlockingConnectionPool.from_url(redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_TIMEOUT_S)
+        )
         try:
             applied = await apply_migrations(db)
             await redis.ping()
@@ -84,9 +92,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.keys = keys
             app.state.limiter = create_limiter(redis, keys.rate_limit_prefix)
             app.state.templates = templates
+            await start_live(app)
             log.info("web started migrations_applied=%d", len(applied))
             yield
         finally:
+            await stop_live(app)
             await redis.aclose()
             await db.close()
             log.info("web stopped")

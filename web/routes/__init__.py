@@ -6,6 +6,8 @@ from starlette.routing import BaseRoute
 
 
 def page_routes() -> list[BaseRoute]:
-    from web.routes import auth, health, home
+    from web.live import sockets
+    from web.routes import auth, health, home, lots
 
-    return [*health.routes, *auth.routes, *home.routes]
+    # The lot pages come before `home`, so their `/` (the live lot list) wins.
+    return [*health.routes, *auth.routes, *lots.routes, *sockets.routes, *home.routes]

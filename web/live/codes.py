@@ -1,0 +1,67 @@
+"""Error codes of bidding and lot management, registered with `web.errors`.
+
+The codes are the ones the engine returns (`BidOutcome.code`, `DomainError.code`),
+so API clients see the engine's vocabulary. Messages are English msgids; the
+Korean text is in the ko catalog.
+"""
+
+from __future__ import annotations
+
+from web.errors import register_error
+from web.i18n import N_
+
+BID_ERRORS: tuple[tuple[str, int, str], ...] = (
+    ("bid_too_low", 409, N_("The minimum bid is {min_next_won:,} won. Enter at least that amount.")),
+    ("lot_ended", 409, N_("This auction has ended; bids are no longer accepted.")),
+    ("lot_not_started", 409, N_("This auction has not started yet. Please bid after it opens.")),
+    ("own_lot", 403, N_("You cannot bid on a lot of your own business.")),
+    ("not_allowed_to_bid", 403, N_("This account may not bid. Staff accounts and suspended accounts cannot bid.")),
+    ("invalid_amount", 400, N_("Enter the amount in whole won, digits only (for example 12500).")),
+    ("invalid_client_id", 400, N_("The bid form is invalid. Reload the page and try again.")),
+    ("client_id_reused", 409, N_("This bid form was already used for another amount. Reload the page and bid again.")),
+    ("buy_now_unavailable", 409, N_("Buy now is not available for this lot; it ends with the first bid.")),
+    ("lot_cancelled", 409, N_("This auction was cancelled.")),
+    ("lot_held", 409, N_("This auction is held for staff review; bidding is paused.")),
+    ("lot_not_found", 404, N_("No such auction lot.")),
+    ("max_not_raised", 409, N_("You already lead with this maximum or a higher one. Enter a higher maximum to raise it.")),
+    ("not_confirmed", 503, N_("Your bid was not confirmed. Please send the same bid again.")),
+)
+
+LOT_ERRORS: tuple[tuple[str, int, str], ...] = (
+    ("invalid_title", 422, N_("Enter a title of 1 to 120 characters.")),
+    ("invalid_quantity", 422, N_("Enter a quantity from 1 to 100,000.")),
+    ("invalid_datetime", 422, N_("Enter the date and time as 2026-12-04T19:30 (Korea time) or ISO 8601 with an offset.")),
+    ("invalid_field", 422, N_("The field {field} is missing or invalid.")),
+    ("reserve_below_start", 422, N_("The reserve price must be at least the start price.")),
+    ("buy_now_below_start", 422, N_("The buy-now price must be at least the start price.")),
+    ("buy_now_below_reserve", 422, N_("The buy-now price must be at least the reserve price.")),
+    ("end_before_start", 422, N_("The end must be after the start.")),
+    ("end_in_past", 422, N_("The end must be in the future.")),
+    ("duration_too_long", 422, N_("An auction runs at most 30 days.")),
+    ("hard_cap_before_end", 422, N_("The latest end (hard cap) must not be before the end.")),
+    ("invalid_soft_close", 422, N_("Soft-close window and extension must be 0 to 3600 seconds.")),
+    ("invalid_increments", 422, N_("The increment table is invalid: it must start at 0 won, ascend and have positive steps.")),
+    ("product_not_found", 404, N_("No such product.")),
+    ("supplier_not_approved", 409, N_("The supplier is not approved yet.")),
+)
+
+STAFF_ERRORS: tuple[tuple[str, int, str], ...] = (
+    ("lot_not_open", 409, N_("This lot is no longer scheduled or open, so it cannot be changed.")),
+    ("invalid_end", 422, N_("Enter the new end as a date and time.")),
+    ("end_not_later", 409, N_("The new end must be later than now and than the current end.")),
+    ("beyond_hard_cap", 409, N_("The new end is past the lot's latest allowed end (hard cap).")),
+    ("ledger_behind", 503, N_("The bid record is still being written. Please try again in a few seconds.")),
+    ("lot_busy", 409, N_("Bids kept arriving during the void. Please try again.")),
+    ("bid_not_found", 404, N_("No such bid on this lot.")),
+    ("bid_already_voided", 409, N_("This bid is already void.")),
+    ("lot_not_sold", 409, N_("This lot was not sold, so there is nothing to offer again.")),
+    ("winner_order_active", 409, N_("The winner's order is still active and not overdue.")),
+    ("no_runner_up", 409, N_("This lot had no other bidder.")),
+    ("runner_up_below_reserve", 409, N_("The runner-up's maximum is below the reserve price.")),
+    ("offer_exists", 409, N_("This lot was already offered to its runner-up.")),
+    ("order_not_found", 404, N_("No such order.")),
+    ("order_not_awaiting_payment", 409, N_("This order is not awaiting payment.")),
+)
+
+for _code, _status, _msgid in (*BID_ERRORS, *LOT_ERRORS, *STAFF_ERRORS):
+    register_error(_code, _status, _msgid)
