@@ -34,6 +34,8 @@ class ScriptBatcher:
         self._max_batch = max_batch
         self._pending: list[tuple[Script, Sequence[str], Sequence[Any], asyncio.Future[Any]]] = []
         self._flush_scheduled = False
+        # The event loop keeps only weak references to tasks; these keep sends alive.
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -50,7 +52,9 @@ class ScriptBatcher:
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
         if batch:
-            asyncio.get_running_loop().create_task(self._send(batch))
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
     async def _send(
         self, batch: list[tuple[Script, Sequence[str], Sequence[Any], asyncio.Future[Any]]]
