@@ -1,8 +1,9 @@
 """Commission rates and amounts: basis points by origin x kind, with effective dates.
 
-A rule applies from its `effective_from`; for a sale at time t the rule with the
+A rule applies from its `effective_from`. For a sale at time t, the rule with the
 latest `effective_from <= t` among those matching the product's origin and kind
-wins (a rule for the exact kind wins over an any-kind rule of the same date).
+wins. Of two rules with the same date, the one for the exact kind wins over the
+any-kind rule.
 Without any stored rule the defaults below apply. The commission is floored to
 the won, so the supplier never receives less than amount minus commission.
 """

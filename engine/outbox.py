@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -111,7 +112,7 @@ def build_message(*, outbox_id: int, mail_from: str, recipient: str, subject: st
 
 
 def _error_summary(error: BaseException) -> str:
-    """The error's class and SMTP code: never its text, which may name the recipient."""
+    """Summarize an error by class and SMTP code, never by its text, which may name the recipient."""
     code = getattr(error, "code", None)
     return f"{type(error).__name__} code={code}" if code is not None else type(error).__name__
 
@@ -150,22 +151,19 @@ class OutboxSender:
     async def send_due(self) -> int:
         """Send up to `batch_size` due rows; return how many were sent."""
         sent = 0
-        smtp: aiosmtplib.SMTP | None = None
+        connection = _SmtpConnection(self._connect)
         try:
             for _ in range(self.batch_size):
-                outcome = await self._send_one(smtp)
-                if outcome is None:
-                    break
-                delivered, smtp = outcome
+                delivered = await self._send_one(connection)
                 if not delivered:
                     break
                 sent += 1
         finally:
-            if smtp is not None:
-                await _quit_quietly(smtp)
+            await connection.close()
         return sent
 
-    async def _send_one(self, smtp: aiosmtplib.SMTP | None) -> tuple[bool, aiosmtplib.SMTP | None] | None:
+    async def _send_one(self, smtp_connection: "_SmtpConnection") -> bool:
+        """Send the next due row; False when none is due or the send failed."""
         async with self.db.acquire() as connection:
             async with connection.transaction():
                 row = await connection.fetchrow(
@@ -176,14 +174,13 @@ class OutboxSender:
                        FOR UPDATE SKIP LOCKED"""
                 )
                 if row is None:
-                    return None
+                    return False
                 try:
                     message = build_message(
                         outbox_id=row["id"], mail_from=self.mail_from, recipient=row["recipient"],
                         subject=row["subject"], body=row["body_text"],
                     )
-                    if smtp is None:
-                        smtp = await self._connect()
+                    smtp = await smtp_connection.get()
                     await smtp.send_message(message)
                 except (aiosmtplib.SMTPException, OSError, ValueError, asyncio.TimeoutError) as error:
                     attempts = row["attempts"] + 1
@@ -198,16 +195,15 @@ class OutboxSender:
                         "mail failed outbox_id=%s attempts=%s retry_in_s=%.1f error=%s",
                         row["id"], attempts, delay_s, _error_summary(error),
                     )
-                    if smtp is not None:
-                        await _quit_quietly(smtp)
-                    return False, None
+                    await smtp_connection.close()
+                    return False
                 await connection.execute(
                     "UPDATE outbox SET status = 'sent', sent_at = now(), attempts = attempts + 1,"
                     " last_error = NULL WHERE id = $1",
                     row["id"],
                 )
         log.info("mail sent outbox_id=%s", row["id"])
-        return True, smtp
+        return True
 
     async def _connect(self) -> aiosmtplib.SMTP:
         target = self.target
@@ -234,8 +230,23 @@ class OutboxSender:
                     pass
 
 
-async def _quit_quietly(smtp: aiosmtplib.SMTP) -> None:
-    try:
-        await smtp.quit()
-    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
-        smtp.close()
+class _SmtpConnection:
+    """One SMTP connection for a round, opened on first use and closed at the end or on failure."""
+
+    def __init__(self, connect: Callable[[], Awaitable[aiosmtplib.SMTP]]) -> None:
+        self._connect = connect
+        self._smtp: aiosmtplib.SMTP | None = None
+
+    async def get(self) -> aiosmtplib.SMTP:
+        if self._smtp is None:
+            self._smtp = await self._connect()
+        return self._smtp
+
+    async def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+            smtp.close()

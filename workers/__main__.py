@@ -14,6 +14,7 @@ import sys
 
 from redis.asyncio import Redis
 
+from engine.auction.closing import reload_missing_shards
 from engine.auction.ledger import LedgerConsumer
 from engine.auction.live import AuctionLive
 from engine.auction.lots import load_active_lots
@@ -30,7 +31,7 @@ CANCEL_INTERVAL_S = 30.0
 
 
 def configure_logging() -> None:
-    """One line per event: time, level, logger, then the message's key=value pairs."""
+    """Configure logging to write one line per event: time, level, logger, then key=value pairs."""
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
@@ -57,7 +58,10 @@ async def run(settings: Settings) -> None:
         await apply_migrations(db)
         keys = Keys(settings.redis_prefix, settings.redis_shards)
         live = AuctionLive(redis, keys)
-        loaded = await load_active_lots(db, live)
+        # Shards whose loaded marker is missing (Redis started empty) are rebuilt with the
+        # acknowledgement check first; then any other active lot Redis lacks is loaded.
+        loaded = await reload_missing_shards(db, live, settings)
+        loaded += await load_active_lots(db, live)
         log.info("worker started lots_loaded=%s shards=%s", loaded, settings.redis_shards)
 
         consumer = LedgerConsumer(db, redis, keys)

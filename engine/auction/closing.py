@@ -63,9 +63,9 @@ class CloseOutcome:
 class GapWatch:
     """When this process first saw each lot's ledger gap (monotonic seconds).
 
-    A gap is held only once it has lasted `ledger_gap_grace_s` both by Redis time
-    since the lot's end and by this process's own observation, so a worker that
-    starts behind a backlog does not hold lots the ledger consumer is about to store.
+    A gap holds its lot only after it has lasted `ledger_gap_grace_s`, measured both
+    by Redis time since the lot's end and by this process's own observation. So a
+    worker that starts behind a backlog does not hold lots the consumer is about to store.
     """
 
     first_seen_s: dict[int, float] = field(default_factory=dict)

@@ -289,7 +289,7 @@ async def note_acknowledged(connection: asyncpg.Connection, lot_id: int, seq: in
 
 
 def consumer_name() -> str:
-    """A consumer name unique to this process: host, pid and a random suffix."""
+    """Build a consumer name unique to this process: host, pid and a random suffix."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 

@@ -131,7 +131,7 @@ def _terms(lot: asyncpg.Record) -> LotTerms:
 
 
 async def _wait_for_ledger(db: asyncpg.Pool, lot_id: int, seq: int, wait_s: float) -> None:
-    """Wait until `lot_events` holds the lot's events up to `seq` (the ledger consumer runs elsewhere)."""
+    """Wait until `lot_events` contains the lot's events up to `seq` (the ledger consumer runs elsewhere)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     while True:
@@ -220,7 +220,7 @@ async def _reset_argument(
 
 
 async def _runner_up(connection: asyncpg.Connection, lot_id: int, winner_id: int) -> tuple[int, int] | None:
-    """The highest maximum of a bidder other than the winner (earlier bid first on ties)."""
+    """Return the highest maximum of a bidder other than the winner (the earlier bid on ties)."""
     row = await connection.fetchrow(
         """SELECT user_id, amount_won FROM lot_events e
            WHERE e.lot_id = $1 AND e.kind = 'bid' AND e.user_id <> $2

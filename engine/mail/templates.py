@@ -29,12 +29,12 @@ class Mail:
 
 
 def format_won(amount_won: int) -> str:
-    """12900 -> "12,900원"."""
+    """Format an amount in won: 12900 -> "12,900원"."""
     return f"{amount_won:,}원"
 
 
 def format_kst(moment: datetime) -> str:
-    """An aware datetime in Korea time, e.g. "2025년 9월 3일 14:05 (KST)"."""
+    """Format an aware datetime in Korea time, e.g. "2025년 9월 3일 14:05 (KST)"."""
     local = moment.astimezone(KST)
     return f"{local.year}년 {local.month}월 {local.day}일 {local:%H:%M} (KST)"
 
