@@ -106,8 +106,8 @@ class BodyTooLarge(Exception):
 class BodySizeLimitMiddleware:
     """Reject request bodies over the limit with 413 `body_too_large`.
 
-    A declared Content-Length over the limit is rejected before any body is read; a
-    chunked or understated body is counted as it streams and rejected when it passes
+    A declared Content-Length over the limit is rejected before any body is read. A
+    chunked or understated body is counted as it streams, and rejected once it passes
     the limit. `limits_by_prefix` sets other limits for path prefixes (longest wins).
     """
 
