@@ -39,9 +39,11 @@ async def private_live(private_redis: PrivateRedis, wk_settings) -> AsyncIterato
     await client.aclose()
 
 
-async def bid_until_answered(live: AuctionLive, lot_id: int, member, amount_won: int) -> Receipt | None:  # type: ignore[no-untyped-def]
-    """Bid as a browser would: retry with the same client id until Redis answers; None when rejected."""
-    client_id = secrets.token_hex(8)
+async def bid_until_answered(  # type: ignore[no-untyped-def]
+    live: AuctionLive, lot_id: int, member, amount_won: int, client_id: str | None = None
+) -> Receipt | None:
+    """Bid as a browser would: retry with the same client id until Redis replies; None when rejected."""
+    client_id = client_id or secrets.token_hex(8)
     while True:
         try:
             outcome = await live.place_bid(
@@ -136,7 +138,7 @@ async def test_empty_redis_is_rebuilt_before_bids(db, private_redis, private_liv
     consumer = LedgerConsumer(db, live.redis, live.keys, block_ms=50)
     lot_id = await market.lot(duration_s=4)
     first, second = await market.member("김가영"), await market.member("이나래")
-    receipts = [await bid_until_answered(live, lot_id, first, 20_000),
+    receipts = [await bid_until_answered(live, lot_id, first, 20_000, client_id="first-bid"),
                 await bid_until_answered(live, lot_id, second, 25_000)]
     await consumer.drain()
     await reload_missing_shards(db, live, wk_settings)  # sets the shard markers, as a worker does at start
@@ -155,8 +157,10 @@ async def test_empty_redis_is_rebuilt_before_bids(db, private_redis, private_liv
     assert (rebuilt.seq, rebuilt.price_won, rebuilt.leader_id, rebuilt.end_ms) == (
         before.seq, before.price_won, before.leader_id, before.end_ms,
     )
-    retried = await bid_until_answered(live, lot_id, first, 20_000)
-    assert retried is None or retried.seq == receipts[0].seq  # its receipt was rebuilt from the ledger
+    retried = await bid_until_answered(live, lot_id, first, 20_000, client_id="first-bid")
+    assert retried is not None
+    assert retried.retry
+    assert retried.seq == receipts[0].seq  # the receipt was rebuilt from the ledger
     receipts.append(await bid_until_answered(live, lot_id, first, 40_000))
     assert all(receipts)
 
@@ -182,7 +186,7 @@ async def test_lost_tail_holds_lot(db, private_redis, private_live, wk_settings)
 
     await restart(private_redis, wipe=True)
     async with db.acquire() as connection:
-        # What a web process records for the receipts it gave out when it sees Redis restart.
+        # What a web process records for the receipts it gave out when it notices that Redis restarted.
         await note_acknowledged(connection, lot_id, lost.seq)
     await reload_missing_shards(db, live, wk_settings)
 
