@@ -242,14 +242,33 @@ class ClientProcess:
         return times.user + times.system
 
     def finish(self) -> dict[str, Any]:
-        result = self.read_message()
-        self.process.wait(timeout=60)
+        """Read the result line, wait for the exit and close the pipes."""
+        try:
+            result = self.read_message()
+            self.process.wait(timeout=60)
+        finally:
+            self.kill()
         return result
 
+    def quit(self, timeout_s: float = 60.0) -> None:
+        """Ask a command-driven client to exit, wait for it, and close its pipes."""
+        try:
+            self.send("quit")
+            self.process.wait(timeout=timeout_s)
+        finally:
+            self.kill()
+
     def kill(self) -> None:
+        """Kill the process if it still runs, and close its pipes."""
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None and not pipe.closed:
+                try:
+                    pipe.close()
+                except BrokenPipeError:
+                    pass
 
 
 def start_client(module: str, arguments: Sequence[str]) -> ClientProcess:

@@ -1,6 +1,6 @@
 """Baseline (b): a bare Starlette websocket endpoint doing one EVALSHA of bid.lua per message.
 
-No session, no validation, no batching: each message `{"lot_id", "amount",
+No session, no validation, no batching: each message `{"lot_id", "amount_won",
 "client_id"}` becomes one `EVALSHA` with the keys and arguments `AuctionLive`
 sends, and the script's raw JSON reply is sent back. The user id comes from the
 `user` query parameter. `/ws/idle` accepts and then only waits, for the idle-memory
@@ -41,7 +41,7 @@ def create_app() -> Starlette:
                     BID_SCRIPT.sha, 5,
                     keys.lot_state(lot_id), keys.lot_bidders(lot_id), keys.lot_receipts(lot_id),
                     keys.ledger_stream_for_lot(lot_id), keys.ends_for_lot(lot_id),
-                    "bid", user_id, message["client_id"], message["amount"], "입*자", 0,
+                    "bid", user_id, message["client_id"], message["amount_won"], "입*자", 0,
                     keys.events_channel,
                 )
                 await websocket.send_text(reply.decode())

@@ -52,7 +52,8 @@ class Measurement:
         if any(marker in reply for marker in ACCEPTED_MARKERS):
             self.accepted += 1
         else:
-            code = str(orjson.loads(reply).get("code", "?"))
+            data = orjson.loads(reply)
+            code = str(data.get("code") or (data.get("error") or {}).get("code", "?"))
             self.codes[code] = self.codes.get(code, 0) + 1
 
 
@@ -89,7 +90,7 @@ async def run_bidder(
         amount = BASE_AMOUNT_WON + next(counters[lot_id]) * STEP_AMOUNT_WON
         sequence += 1
         message = orjson.dumps({
-            "type": "bid", "lot_id": lot_id, "amount": amount,
+            "type": "bid", "lot_id": lot_id, "amount_won": amount,
             "client_id": f"{RUN_TAG}u{identity['user_id']}x{sequence}",
         })
         reply_future = loop.create_future()
@@ -125,9 +126,12 @@ async def main(args: argparse.Namespace) -> dict:
     measurement.window_start_ns = start_ns + int(args.warmup * 1e9)
     measurement.window_end_ns = measurement.window_start_ns + int(args.duration * 1e9)
     measurement.stop_ns = measurement.window_end_ns
+    cpu_start_s = time.process_time()
     go.set()
     await asyncio.gather(*tasks)
+    wall_s = (time.monotonic_ns() - start_ns) / 1e9
     return {
+        "client_cores": round((time.process_time() - cpu_start_s) / wall_s, 2),
         "bidders": args.bidders,
         "lots": count,
         "window_s": args.duration,

@@ -110,18 +110,12 @@ async def run_fanout(
         if plan.stall:
             _ask(clients[:1], "stall 1")
             result["stalled_latency"] = await _latency_phase(clients, plan, trigger)
-        _ask_quit(clients)
+        for client in clients:
+            client.quit(timeout_s=30)
         return result
     finally:
         for client in clients:
             client.kill()
-
-
-def _ask_quit(clients: list[ClientProcess]) -> None:
-    for client in clients:
-        client.send("quit")
-    for client in clients:
-        client.process.wait(timeout=30)
 
 
 async def _latency_phase(clients: list[ClientProcess], plan: FanoutPlan, trigger: BidTrigger) -> dict[str, Any]:

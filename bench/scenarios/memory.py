@@ -37,11 +37,9 @@ def measure_idle_memory(server: ServerProcess, path: str, count: int, origin: st
             time.sleep(SETTLE_S)
             after = server.rss_bytes()
         finally:
-            idle.send("quit")
-            idle.process.wait(timeout=60)
+            idle.quit()
     finally:
-        warmup.send("quit")
-        warmup.process.wait(timeout=60)
+        warmup.quit()
     return {
         "target": server.name,
         "sockets": count,

@@ -1,0 +1,311 @@
+"""Run every benchmark, print the results as ratios to their baselines, record them.
+
+    .venv/bin/python -m bench.run            # the full run (about 10 minutes)
+    .venv/bin/python -m bench.run --quick    # a short smoke run (about 1 minute)
+
+Starts its own Redis (a private redis-server on a free port) and a PostgreSQL
+database of its own, runs the scenarios one after another, prints a table, writes
+`bench/results/latest.json` and rewrites the generated part of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bench import report
+from bench.baselines.redis_bench import run_redis_benchmark
+from bench.baselines.socketio_server import create_emitter
+from bench.bidload import bench_keys, create_bidders, load_lots
+from bench.scenarios.bids import BidEnvironment, BidRun, run_bids
+from bench.scenarios.fanout import BidTrigger, FanoutPlan, run_fanout
+from bench.scenarios.memory import measure_idle_memory
+from bench.scenarios.micro import measure_json
+from bench.services import (
+    PROJECT_ROOT,
+    BenchRedis,
+    ServerProcess,
+    postgres_database,
+    raise_open_file_limit,
+    start_redis,
+    start_server,
+    uvicorn_argv,
+)
+from embedded.common import find_free_port
+from engine.db.migrate import apply_migrations
+from engine.db.pool import create_pool
+
+log = logging.getLogger("jangteo.bench")
+
+RESULTS_PATH = PROJECT_ROOT / "bench" / "results" / "latest.json"
+DOCS_PATH = PROJECT_ROOT / "docs" / "benchmarks.md"
+FANOUT_FIRST_LOT_ID = 900_001
+BIDDERS = 100
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long and how large each scenario runs."""
+
+    redis_benchmark_requests: int
+    bid_warmup_s: float
+    bid_duration_s: float
+    bid_runs: tuple[BidRun, ...]
+    fanout_plans: tuple[FanoutPlan, ...]
+    idle_sockets: int
+
+
+FULL = Plan(
+    redis_benchmark_requests=200_000,
+    bid_warmup_s=3.0,
+    bid_duration_s=15.0,
+    bid_runs=(
+        BidRun("bare", 1), BidRun("bare", 100), BidRun("bare", 100, loop="asyncio"),
+        BidRun("jangteo", 1), BidRun("jangteo", 100),
+        BidRun("jangteo", 10), BidRun("jangteo", 10_000),
+        BidRun("jangteo", 100, batching=False), BidRun("jangteo", 100, loop="asyncio"),
+        BidRun("jangteo", 100, hiredis=False),
+    ),
+    fanout_plans=(
+        FanoutPlan(watchers=1000, triggers=50, spacing_s=0.25, burst=50, stall=True),
+        FanoutPlan(watchers=5000, triggers=30, spacing_s=0.8, burst=20),
+    ),
+    idle_sockets=1000,
+)
+QUICK = Plan(
+    redis_benchmark_requests=20_000,
+    bid_warmup_s=0.5,
+    bid_duration_s=2.0,
+    bid_runs=(BidRun("bare", 1), BidRun("jangteo", 1), BidRun("jangteo", 1, batching=False)),
+    fanout_plans=(FanoutPlan(watchers=100, triggers=5, spacing_s=0.2, burst=5, stall=True),),
+    idle_sockets=100,
+)
+
+
+# -- environment ----------------------------------------------------------------------
+
+
+def versions(redis: BenchRedis) -> dict[str, str]:
+    packages = ("uvicorn", "starlette", "redis", "hiredis", "websockets", "python-socketio", "uvloop", "httptools", "orjson")
+    found = {name: version(name) for name in packages}
+    found["python"] = platform.python_version()
+    found["redis-server"] = redis.version()
+    benchmark = subprocess.run(["redis-benchmark", "--version"], capture_output=True, text=True, check=False)
+    found["redis-benchmark"] = benchmark.stdout.strip() or "not installed"
+    return found
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    for line in lscpu.splitlines():
+        if line.startswith("Model name:"):
+            model = line.split(":", 1)[1].strip()
+    return {"nproc": os.cpu_count(), "cpu_model": model, "kernel": platform.release(), "load_average_start": os.getloadavg()}
+
+
+async def prepare_database(database_url: str, redis_url: str) -> list[dict[str, Any]]:
+    db = await create_pool(database_url)
+    redis = Redis.from_url(redis_url)
+    try:
+        await apply_migrations(db)
+        return await create_bidders(db, redis, bench_keys(), BIDDERS)
+    finally:
+        await redis.aclose()
+        await db.close()
+
+
+# -- scenarios ------------------------------------------------------------------------
+
+
+def bid_scenarios(environment: BidEnvironment, plan: Plan) -> list[dict[str, Any]]:
+    results = []
+    for run in plan.bid_runs:
+        log.info("bids: %s", run.label)
+        results.append(run_bids(environment, run, warmup_s=plan.bid_warmup_s, duration_s=plan.bid_duration_s))
+        log.info("bids: %s -> %s accepted/s, p99 %s ms", run.label, results[-1]["accepted_per_s"], results[-1]["ack_p99_ms"])
+    return results
+
+
+def bid_profile(environment: BidEnvironment, plan: Plan) -> dict[str, Any]:
+    """Run Jangteo on 100 lots once more, sampled by py-spy; the figures are not used for the goals."""
+    log.info("bids: profiling jangteo, 100 lots")
+    result = run_bids(
+        environment, BidRun("jangteo", 100), warmup_s=plan.bid_warmup_s, duration_s=plan.bid_duration_s, profile=True,
+    )
+    return {"label": result["label"], "accepted_per_s": result["accepted_per_s"], **result.get("profile", {})}
+
+
+def _fanout_server(target: str, redis: BenchRedis, database_url: str) -> tuple[ServerProcess, str, str]:
+    """Start one fan-out target; return it with the watchers' path prefix and protocol."""
+    port = find_free_port()
+    if target == "bare":
+        argv = ["-m", "bench.baselines.ws_broadcast", "--port", str(port), "--redis-url", redis.url]
+        return start_server("fanout-bare", argv, port), "/", "plain"
+    if target == "socketio":
+        argv = uvicorn_argv("bench.baselines.socketio_server:create_app", port, factory=True)
+        server = start_server("fanout-socketio", argv, port, {"BENCH_REDIS_URL": redis.url})
+        return server, "/socket.io/?EIO=4&transport=websocket&lot=", "socketio"
+    argv = uvicorn_argv("bench.jangteo_server:create_bench_app", port, factory=True)
+    env = {"BENCH_REDIS_URL": redis.url, "BENCH_DATABASE_URL": database_url, "BENCH_PORT": str(port)}
+    return start_server("fanout-jangteo", argv, port, env), "/ws/lots/", "jangteo"
+
+
+async def fanout_scenarios(redis: BenchRedis, database_url: str, plan: Plan) -> list[dict[str, Any]]:
+    results = []
+    lot_id = FANOUT_FIRST_LOT_ID
+    for fanout_plan in plan.fanout_plans:
+        for target in ("bare", "socketio", "jangteo"):
+            lot_id += 1
+            connection = Redis.from_url(redis.url)
+            await load_lots(connection, bench_keys(), lot_id, 1)
+            await connection.aclose()
+            server, path_prefix, protocol = _fanout_server(target, redis, database_url)
+            emitter = create_emitter(redis.url) if target == "socketio" else None
+
+            async def emit(data: dict[str, Any], room: str = f"lot:{lot_id}") -> None:
+                assert emitter is not None
+                await emitter.emit("lot", data, room=room)
+
+            trigger = BidTrigger(redis.url, lot_id, emit if emitter is not None else None)
+            log.info("fan-out: %s, %d watchers", target, fanout_plan.watchers)
+            try:
+                result = await run_fanout(
+                    target, server, fanout_plan, trigger, path=f"{path_prefix}{lot_id}", protocol=protocol,
+                    origin=f"http://127.0.0.1:{server.port}",
+                )
+                result["server_rss_mib"] = round(server.rss_bytes() / 2**20, 1)
+            finally:
+                await trigger.close()
+                server.stop()
+            result["load_average_1m"] = round(os.getloadavg()[0], 2)
+            results.append(result)
+            log.info(
+                "fan-out: %s, %d watchers -> %s deliveries/s, last watcher p99 %s ms", target, fanout_plan.watchers,
+                result["throughput"]["deliveries_per_s"], result["latency"]["last_watcher_p99_ms"],
+            )
+    return results
+
+
+def memory_scenarios(redis: BenchRedis, database_url: str, plan: Plan) -> list[dict[str, Any]]:
+    results = []
+    port = find_free_port()
+    bare = start_server(
+        "idle-bare", uvicorn_argv("bench.baselines.starlette_evalsha:create_app", port, factory=True), port,
+        {"BENCH_REDIS_URL": redis.url},
+    )
+    try:
+        results.append(measure_idle_memory(bare, "/ws/idle", plan.idle_sockets, f"http://127.0.0.1:{port}"))
+    finally:
+        bare.stop()
+
+    lot_id = FANOUT_FIRST_LOT_ID + 1000
+
+    async def load() -> None:
+        connection = Redis.from_url(redis.url)
+        await load_lots(connection, bench_keys(), lot_id, 1)
+        await connection.aclose()
+
+    asyncio.run(load())
+    port = find_free_port()
+    jangteo = start_server(
+        "idle-jangteo", uvicorn_argv("bench.jangteo_server:create_bench_app", port, factory=True), port,
+        {"BENCH_REDIS_URL": redis.url, "BENCH_DATABASE_URL": database_url, "BENCH_PORT": str(port)},
+    )
+    try:
+        results.append(measure_idle_memory(jangteo, f"/ws/lots/{lot_id}", plan.idle_sockets, f"http://127.0.0.1:{port}"))
+    finally:
+        jangteo.stop()
+    return results
+
+
+def _timed(name: str, function: Callable[[], Any]) -> Any:
+    started = time.monotonic()
+    try:
+        return function()
+    finally:
+        log.info("%s took %.0f s", name, time.monotonic() - started)
+
+
+# -- entry point ----------------------------------------------------------------------
+
+
+def run(plan: Plan, *, quick: bool, only: set[str] | None = None) -> dict[str, Any]:
+    open_files = raise_open_file_limit()
+    redis = start_redis()
+    try:
+        with postgres_database() as database_url:
+            identities = asyncio.run(prepare_database(database_url, redis.url))
+            with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="jangteo-bench-ids-", delete=False) as file:
+                json.dump(identities, file)
+                identities_path = Path(file.name)
+            try:
+                results: dict[str, Any] = {
+                    "mode": "quick" if quick else "full",
+                    "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "open_file_limit": open_files,
+                    "machine": machine(),
+                    "versions": versions(redis),
+                }
+                wanted = only or {"redis", "bids", "fanout", "memory", "micro"}
+                if "micro" in wanted:
+                    results["json"] = _timed("json", measure_json)
+                if "redis" in wanted:
+                    results["redis_benchmark"] = _timed(
+                        "redis-benchmark", lambda: run_redis_benchmark(redis.port, 1, requests=plan.redis_benchmark_requests)
+                    )
+                if "bids" in wanted:
+                    environment = BidEnvironment(redis, database_url, identities_path)
+                    results["bids"] = _timed("bids", lambda: bid_scenarios(environment, plan))
+                    if not quick:
+                        results["bid_profile"] = _timed("bid profile", lambda: bid_profile(environment, plan))
+                if "fanout" in wanted:
+                    results["fanout"] = _timed("fan-out", lambda: asyncio.run(fanout_scenarios(redis, database_url, plan)))
+                if "memory" in wanted:
+                    results["memory"] = _timed("memory", lambda: memory_scenarios(redis, database_url, plan))
+                results["machine"]["load_average_end"] = os.getloadavg()
+                return results
+            finally:
+                identities_path.unlink(missing_ok=True)
+    finally:
+        redis.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run Jangteo's benchmarks against their baselines.")
+    parser.add_argument("--quick", action="store_true", help="short smoke run with small sizes (numbers are not meaningful)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated subset of: redis, bids, fanout, memory, micro (default: all)",
+    )
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite the tables in docs/benchmarks.md")
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    only = {part.strip() for part in arguments.only.split(",") if part.strip()} or None
+    results = run(QUICK if arguments.quick else FULL, quick=arguments.quick, only=only)
+    results["goals"] = report.evaluate_goals(results)
+    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_PATH.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tables = report.render_tables(results)
+    print(tables)
+    if not arguments.no_docs and not arguments.quick:
+        report.update_docs(DOCS_PATH, tables)
+    log.info("results written to %s", RESULTS_PATH)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
