@@ -1,7 +1,7 @@
 """The table of auction rule cases that both the plain-Python rules and bid.lua must pass.
 
 Each case is a lot and a sequence of steps. Every step states the bid (or buy-now)
-and what must hold after it: the answer code, the price, the leader, the leader's
+and what must be true after it: the result code, the price, the leader, the leader's
 maximum, whether the reserve is met and the lot's status. The steps carry no times:
 they all happen while the lot is open and far from its end, so the Redis test can
 run them at whatever the server's clock says. Timing rules have their own tests.

@@ -112,7 +112,7 @@ async def _bid(live: AuctionLive, user: int, amount: Any, client_id: str, **extr
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 async def test_rules_table_in_lua(case: Case, live: AuctionLive, redis_client: redis.asyncio.Redis) -> None:
-    """Each step gets the table's answer; rejections write nothing; accepted steps write one entry and event each."""
+    """Each step returns the table's code and state, a rejection writes nothing, and an acceptance writes one entry and one event."""
     await _load_case(live, case)
     receipts = []
     async with _published(redis_client, live.keys) as events:
@@ -192,7 +192,7 @@ async def test_event_carries_snapshot(live: AuctionLive, redis_client: redis.asy
 
 
 async def test_bidders_hash_keeps_each_highest_maximum(live: AuctionLive) -> None:
-    """The bidders hash holds each bidder's highest accepted maximum."""
+    """The bidders hash contains each bidder's highest accepted maximum."""
     await _load_terms(live)
     await _bid(live, 1, 5_000, "a")
     await _bid(live, 2, 3_000, "b")
@@ -214,7 +214,7 @@ async def test_snapshot_matches_bid_reply(live: AuctionLive) -> None:
 
 
 async def test_bid_on_unloaded_lot(live: AuctionLive) -> None:
-    """A lot missing from Redis answers lot_not_loaded and writes nothing."""
+    """A bid on a lot missing from Redis returns lot_not_loaded and writes nothing."""
     outcome = await _bid(live, 1, 5_000, "a")
     assert outcome.code == "lot_not_loaded"
     assert outcome.snapshot is None
@@ -252,7 +252,7 @@ async def test_retry_returns_first_receipt(live: AuctionLive, redis_client: redi
 
 
 async def test_retry_after_end_returns_receipt(live: AuctionLive) -> None:
-    """A retry is answered from the receipt even once the lot has ended."""
+    """A retry returns the stored receipt even after the lot has ended."""
     await _load_terms(live, end_ms=500, window_ms=0, extension_ms=0)
     first = await _bid(live, 1, 5_000, "late-retry")
     assert first.accepted
@@ -260,7 +260,9 @@ async def test_retry_after_end_returns_receipt(live: AuctionLive) -> None:
         await asyncio.sleep(0.05)
     again = await _bid(live, 1, 5_000, "late-retry")
     assert again.accepted
-    assert again.receipt is not None and again.receipt.seq == 1 and again.receipt.retry
+    assert again.receipt is not None
+    assert again.receipt.seq == 1
+    assert again.receipt.retry
 
 
 @pytest.mark.parametrize(

@@ -98,7 +98,7 @@ async def _check_invariants(
     leader_max = int(await live.redis.hget(live.keys.lot_state(terms.lot_id), "leader_max"))
     assert leader_max == replayed.leader_max_won
 
-    # The leader holds the highest maximum, the earliest one among equals.
+    # The leader has the highest maximum, the earliest one among equals.
     highest = max(amount for _, amount, _ in bids)
     assert leader_max == highest
     assert snapshot.leader_id == next(user for user, amount, _ in bids if amount == highest)
@@ -266,7 +266,7 @@ async def test_noscript_retries_only_missing_calls(private_client: redis.asyncio
     batcher = CountingBatcher(private_client)
     live = AuctionLive(private_client, keys, batcher=batcher)
 
-    # A fresh server knows no script: the load goes out, fails with NOSCRIPT and is sent again.
+    # A fresh server has no script loaded, so the load fails with NOSCRIPT and is sent again.
     terms = await _load(live)
     assert batcher.pipelines == [1, 1]
     await _bid(live, 1, 1_000, "opening")

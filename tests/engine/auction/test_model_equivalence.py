@@ -38,7 +38,7 @@ class LotPlan:
 
 @dataclass(frozen=True)
 class BidPlan:
-    """One request; `target` says how its amount follows from the lot's state at that moment."""
+    """One request, whose amount `target` derives from the lot's state at that moment."""
 
     user: int
     target: str

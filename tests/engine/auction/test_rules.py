@@ -84,7 +84,7 @@ def test_min_next_bid_is_price_plus_increment(price: int, minimum: int) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_rules_table(case: Case) -> None:
-    """Each step of the case is answered and leaves the lot as the table states."""
+    """Each step returns the table's code and leaves the lot in the table's state."""
     terms = terms_for(case, lot_id=1, start_ms=START_MS, end_ms=END_MS)
     state = LotState.initial(terms)
     for number, step in enumerate(case.steps, start=1):
@@ -239,7 +239,7 @@ def test_bid_on_closed_lot_rejected(status: str) -> None:
 
 @pytest.mark.parametrize(("status", "code"), [("cancelled", "lot_cancelled"), ("held", "lot_held")])
 def test_bid_on_cancelled_or_held_lot_rejected(status: str, code: str) -> None:
-    """Cancelled and held lots say why they take no bid."""
+    """Cancelled and held lots reject bids with their own codes."""
     terms = _terms()
     state = replace(LotState.initial(terms), status=status)
     assert apply_bid(terms, state, user_id=1, amount_won=5_000, now_ms=NOW_MS).code == code
@@ -287,7 +287,7 @@ def test_parse_amount_won_accepts(text: str | int, value: int) -> None:
     assert parse_amount_won(text) == value
 
 
-def test_parse_amount_won_rejects_leading_zeros_past_eleven_chars() -> None:
+def test_parse_amount_won_length_limit() -> None:
     """The 11-character limit counts leading zeros too."""
     with pytest.raises(InvalidAmount):
         parse_amount_won("000000000100")
