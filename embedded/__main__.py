@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         subcommands.add_parser(name, help=help_text, description=help_text)
     arguments = parser.parse_args(argv)
 
-    # Logs go to stderr, so `eval "$(python -m embedded env)"` sees only the exports.
+    # Logs go to stderr, so `eval "$(python -m embedded env)"` reads only the exports.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
     try:

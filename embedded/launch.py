@@ -27,7 +27,7 @@ log = logging.getLogger("jangteo.embedded.launch")
 
 @dataclasses.dataclass(frozen=True)
 class ServiceDirs:
-    """Where each embedded service keeps its files under the data directory."""
+    """The directories of the embedded services under the data directory."""
 
     data_dir: Path
 
@@ -50,21 +50,21 @@ class ServiceDirs:
 
 
 def ensure_services(settings: Settings) -> dict[str, str]:
-    """Start or reuse an embedded server for each unset service URL.
+    """Start or reuse an embedded server for each unset (or empty) service URL.
 
     Returns the environment variables to export, one per embedded service
-    (`DATABASE_URL`, `REDIS_URL`, `SMTP_URL`); a URL the settings already hold is
-    left alone and its server is not touched.
+    (`DATABASE_URL`, `REDIS_URL`, `SMTP_URL`). A URL that the settings already
+    contain is left alone, and its server is not touched.
     """
     dirs = ServiceDirs(settings.data_dir)
     exports: dict[str, str] = {}
-    if settings.database_url is None:
+    if not settings.database_url:
         server = ensure_postgres(dirs.postgres)
         asyncio.run(ensure_database(server.dsn(), DATABASE_NAME))
         exports["DATABASE_URL"] = server.dsn(DATABASE_NAME)
-    if settings.redis_url is None:
+    if not settings.redis_url:
         exports["REDIS_URL"] = ensure_redis(dirs.redis)
-    if settings.smtp_url is None:
+    if not settings.smtp_url:
         exports["SMTP_URL"] = ensure_smtp_sink(dirs.smtp, dirs.mail)
     return exports
 
@@ -125,7 +125,7 @@ def run(settings: Settings) -> NoReturn:
     """
     exports = ensure_services(settings)
     os.environ.update(exports)
-    # The Procfile says `python`; put this interpreter's directory (the venv) first on PATH.
+    # The Procfile runs `python`, so this interpreter's directory (the venv) goes first on PATH.
     interpreter_dir = str(Path(sys.executable).parent)
     os.environ["PATH"] = os.pathsep.join([interpreter_dir, os.environ.get("PATH", "")])
     database_url = exports.get("DATABASE_URL") or settings.database_url

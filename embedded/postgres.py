@@ -78,7 +78,7 @@ def _service_user() -> pwd.struct_passwd | None:
         return pwd.getpwnam(SERVICE_USER)
     except KeyError:
         pass
-    log.info("creating system user user=%s reason=postgres refuses to run as root", SERVICE_USER)
+    log.info("creating system user user=%s reason=postgres does not run as root", SERVICE_USER)
     subprocess.run(
         ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
         check=True,

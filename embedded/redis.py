@@ -47,7 +47,7 @@ def redis_server_binary() -> Path:
 
 
 def redis_ping(port: int, host: str = LOOPBACK) -> bool:
-    """Return whether the server on port answers PING (False while it still loads its data)."""
+    """Return whether the server on port replies PONG to PING (not while it still loads its data)."""
     try:
         with socket.create_connection((host, port), timeout=1.0) as connection:
             connection.sendall(b"PING\r\n")
@@ -119,7 +119,7 @@ def stop_redis(directory: Path) -> bool:
 class PrivateRedis:
     """A Redis server run as a child process on a free port, for tests that kill it.
 
-    `kill()` sends SIGKILL, so only what the append-only file holds survives (nothing
+    `kill()` sends SIGKILL, so only what the append-only file contains survives (nothing
     when it was started with appendonly=False). `restart()` starts it again on the
     same port and directory.
     """

@@ -1,3 +1,4 @@
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -6,6 +7,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from embedded.common import EmbeddedServiceError
 from embedded.postgres import ensure_database, ensure_postgres, stop_postgres
 
 pytestmark = pytest.mark.slow
@@ -78,3 +80,13 @@ async def test_postgres_cluster_is_utf8(postgres_root: Path) -> None:
 def test_stop_postgres_without_server(tmp_path: Path) -> None:
     """Stopping a data directory where no server runs reports that nothing was stopped."""
     assert stop_postgres(tmp_path / "postgres") is False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as the pgserver user")
+def test_postgres_as_root_unreachable_dir(postgres_root: Path) -> None:
+    """As root, a data directory the pgserver user cannot enter is rejected with the chmod fix in the message."""
+    closed = postgres_root.parent / "closed"
+    closed.mkdir(mode=0o700)
+
+    with pytest.raises(EmbeddedServiceError, match=r"chmod o\+x \S*/closed`"):
+        ensure_postgres(closed / "postgres")
