@@ -1,0 +1,98 @@
+"""The staff console: running lots updating live, and the staff actions on them.
+
+Every action is a POST with the CSRF token (htmx sends it from `<body hx-headers>`),
+runs the engine's staff function (which audits it) and answers a result fragment.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from engine.auction import staff as staff_actions
+from engine.errors import DomainError
+from web.errors import ApiError
+from web.i18n import gettext
+from web.live import auction_live
+from web.live.bids import actor_of, api_error_for
+from web.live.hub import STAFF_STATUSES
+from web.live.lot_input import parse_datetime
+from web.security import require_role, role_required
+
+log = logging.getLogger("jangteo.web.staff")
+
+_require_staff = require_role("staff")
+
+
+@role_required("staff")
+async def console(request: Request) -> Response:
+    # The rows arrive with the websocket's first message; the page renders an empty body.
+    return request.app.state.templates.TemplateResponse(
+        request, "staff/console.html", {"rows": [], "oob": False, "statuses": STAFF_STATUSES}
+    )
+
+
+def _answer(request: Request, *, message: str = "", error: ApiError | None = None) -> Response:
+    locale = getattr(request.state, "locale", "ko")
+    context: dict[str, Any] = {
+        "message": message,
+        "error_code": error.code if error else None,
+        "error_message": error.message(locale) if error else None,
+    }
+    return request.app.state.templates.TemplateResponse(
+        request, "staff/_action_result.html", context, status_code=error.status if error else 200
+    )
+
+
+async def _run(request: Request, action: str) -> Response:
+    user = _require_staff(request)
+    lot_id = request.path_params["lot_id"]
+    form = await request.form()
+    state = request.app.state
+    live = auction_live(request.app)
+    actor = actor_of(user)
+    locale = getattr(request.state, "locale", "ko")
+    try:
+        if action == "cancel":
+            await staff_actions.cancel_lot(state.db, live, actor, lot_id)
+            message = gettext(locale, "Lot #%(id)s was cancelled.") % {"id": lot_id}
+        elif action == "extend":
+            try:
+                new_end = parse_datetime(form.get("end_at"))
+            except (ValueError, TypeError):
+                return _answer(request, error=ApiError("invalid_datetime", field="end_at"))
+            await staff_actions.extend_lot(state.db, live, actor, lot_id, new_end)
+            message = gettext(locale, "Lot #%(id)s now ends later.") % {"id": lot_id}
+        else:
+            raw_seq = str(form.get("seq", "")).strip()
+            if not (raw_seq.isascii() and raw_seq.isdigit()) or len(raw_seq) > 12:
+                return _answer(request, error=ApiError("bid_not_found"))
+            await staff_actions.void_bid(state.db, live, actor, lot_id, int(raw_seq))
+            message = gettext(locale, "Bid no. %(seq)s of lot #%(id)s was voided.") % {"seq": raw_seq, "id": lot_id}
+    except DomainError as error:
+        return _answer(request, error=api_error_for(error.code, error.detail))
+    return _answer(request, message=message)
+
+
+async def cancel(request: Request) -> Response:
+    return await _run(request, "cancel")
+
+
+async def extend(request: Request) -> Response:
+    return await _run(request, "extend")
+
+
+async def void(request: Request) -> Response:
+    return await _run(request, "void")
+
+
+routes = [
+    Route("/staff", console, methods=["GET"], name="staff_console"),
+    Route("/staff/lots/{lot_id:int}/cancel", cancel, methods=["POST"], name="staff_cancel"),
+    Route("/staff/lots/{lot_id:int}/extend", extend, methods=["POST"], name="staff_extend"),
+    Route("/staff/lots/{lot_id:int}/void", void, methods=["POST"], name="staff_void"),
+]
