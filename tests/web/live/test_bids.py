@@ -162,7 +162,7 @@ async def test_display_name_escaped(
     async with await watcher.connect(f"/ws/lots/{lot_id}") as socket:
         await socket.recv()
         assert (await bidder.bid(lot_id, 12_000)).status_code == 201
-        pushed = await receive_until(socket, lambda text: "<tr data-seq=" in text)
+        pushed = await receive_until(socket, lambda text: "<li data-seq=" in text)
     assert "<script" not in pushed
     assert "&lt;*" in pushed
     page = await watcher.http.get(f"/lots/{lot_id}")

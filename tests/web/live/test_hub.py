@@ -78,7 +78,7 @@ async def test_reconnect_gets_current_snapshot(
         snapshot = await again.recv()
         assert seq_of(snapshot, lot_id) == 2
         assert f'id="lot-{lot_id}-history"' in snapshot
-        assert snapshot.count("<tr data-seq=") == 2
+        assert snapshot.count("<li data-seq=") == 2
 
 
 async def test_private_notices_only_to_bidders(
