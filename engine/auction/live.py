@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import orjson
 from redis.asyncio import Redis
 
+from engine.auction.acks import AckMarks
 from engine.auction.batching import Script, ScriptBatcher
 from engine.auction.rules import DEFAULT_INCREMENTS
 from engine.keys import Keys
@@ -124,6 +125,7 @@ class AuctionLive:
         self.redis = redis
         self.keys = keys
         self.batcher = batcher or ScriptBatcher(redis)
+        self.acks = AckMarks()
 
     # -- bidding ----------------------------------------------------------------
     async def place_bid(
@@ -171,7 +173,9 @@ class AuctionLive:
         snapshot = Snapshot.from_reply(data["snapshot"]) if data.get("snapshot") else None
         if not data["ok"]:
             return BidOutcome(False, data["code"], None, snapshot)
-        return BidOutcome(True, "accepted", Receipt(**data["receipt"]), snapshot)
+        receipt = Receipt(**data["receipt"])
+        self.acks.note(lot_id, receipt.seq)
+        return BidOutcome(True, "accepted", receipt, snapshot)
 
     # -- reading ----------------------------------------------------------------
     async def server_time_ms(self) -> int:

@@ -124,13 +124,18 @@ _LIVE_STATUS = {"scheduled": "open", "open": "open"}
 async def load_lot(db: asyncpg.Pool, live: AuctionLive, lot_id: int) -> bool:
     """Load one lot into Redis from PostgreSQL, unless Redis already has it.
 
-    The live state is the state after the lot's last ledger event; the bidders'
+    A lot whose ack marks exceed its ledger is held first. The live state is the
+    state after the lot's last ledger event; the bidders'
     maximums and the retry receipts are rebuilt from the ledger's bids (voided bids
     left out). Returns False when the lot does not exist or was already loaded.
     """
     from engine.accounts import mask_name
+    from engine.auction.ledger import hold_if_acknowledged_missing
 
     async with db.acquire() as connection:
+        # A lot acknowledged beyond its ledger is rebuilt as held: rebuilt live, it
+        # would hand out the lost sequence numbers again.
+        await hold_if_acknowledged_missing(connection, lot_id)
         lot = await connection.fetchrow("SELECT * FROM lots WHERE id = $1", lot_id)
         if lot is None:
             return False

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import asyncpg
+from redis.exceptions import RedisError
 
 from engine.actors import Actor
 from engine.auction.live import AuctionLive, BidOutcome
@@ -13,6 +15,8 @@ from engine.auction.rules import InvalidAmount, parse_amount_won
 from engine.errors import DomainError
 
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+log = logging.getLogger("jangteo.bids")
 
 
 def check_client_id(client_id: str) -> str:
@@ -74,11 +78,18 @@ def _masked(actor: Actor) -> str:
 
 
 async def _with_lot_loaded(db, live, lot_id, call) -> BidOutcome:  # type: ignore[no-untyped-def]
-    outcome: BidOutcome = await call()
+    try:
+        outcome: BidOutcome = await call()
+    except RedisError:
+        # Redis may have restarted and lost acknowledged bids: save this process's
+        # marks before anyone rebuilds a lot from the ledger.
+        await _flush_acks(db, live)
+        raise
     if outcome.code != "lot_not_loaded":
         return outcome
     # Redis does not have the lot: it was never loaded or Redis came back empty.
     # Rebuild it from PostgreSQL first; the bid is then judged on the rebuilt state.
+    await _flush_acks(db, live)
     if not await load_lot(db, live, lot_id):
         exists = await db.fetchval("SELECT 1 FROM lots WHERE id = $1", lot_id)
         if not exists:
@@ -87,3 +98,10 @@ async def _with_lot_loaded(db, live, lot_id, call) -> BidOutcome:  # type: ignor
     if outcome.code == "lot_not_loaded":
         raise DomainError("lot_not_found", "no such lot", lot_id=lot_id)
     return outcome
+
+
+async def _flush_acks(db: asyncpg.Pool, live: AuctionLive) -> None:
+    try:
+        await live.acks.flush(db)
+    except (OSError, asyncpg.PostgresError) as error:
+        log.error("ack marks not saved error=%s", type(error).__name__)

@@ -1,0 +1,60 @@
+"""Acknowledged sequence numbers, remembered per process and copied to PostgreSQL.
+
+A receipt a client got must be in the ledger, or its lot held for review. If Redis
+loses the tail of its data (killed before its append-only file reached the disk),
+the ledger never sees those events, and a rebuilt lot would hand their sequence
+numbers out again. Each web process therefore remembers the highest sequence number
+it acknowledged per lot and writes these marks to `lot_ack_marks`: every couple of
+seconds, and at once when Redis stops answering. A rebuild or a close that finds the
+ledger below a mark holds the lot (`engine.auction.ledger.hold_if_acknowledged_missing`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+log = logging.getLogger("jangteo.acks")
+
+
+class AckMarks:
+    def __init__(self) -> None:
+        self._highest: dict[int, int] = {}
+        self._unsaved: dict[int, int] = {}
+
+    def note(self, lot_id: int, seq: int) -> None:
+        if seq > self._highest.get(lot_id, 0):
+            self._highest[lot_id] = seq
+            self._unsaved[lot_id] = seq
+
+    def highest(self, lot_id: int) -> int:
+        return self._highest.get(lot_id, 0)
+
+    def forget(self, lot_id: int) -> None:
+        """Drop a lot's mark once the lot is final (its close already checked the ledger)."""
+        self._highest.pop(lot_id, None)
+        self._unsaved.pop(lot_id, None)
+
+    async def flush(self, db: asyncpg.Pool) -> int:
+        """Write the marks noted since the last flush; return how many were written.
+
+        On failure the marks stay unsaved and the next flush tries again.
+        """
+        if not self._unsaved:
+            return 0
+        batch, self._unsaved = self._unsaved, {}
+        try:
+            await db.execute(
+                """INSERT INTO lot_ack_marks (lot_id, seq)
+                   SELECT * FROM unnest($1::bigint[], $2::bigint[])
+                   ON CONFLICT (lot_id) DO UPDATE
+                   SET seq = GREATEST(lot_ack_marks.seq, EXCLUDED.seq), updated_at = now()""",
+                list(batch), list(batch.values()),
+            )
+        except BaseException:
+            for lot_id, seq in batch.items():
+                if seq > self._unsaved.get(lot_id, 0):
+                    self._unsaved[lot_id] = seq
+            raise
+        return len(batch)
