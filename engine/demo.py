@@ -64,8 +64,9 @@ async def load_demo_data(pool: asyncpg.Pool, *, now: datetime | None = None) -> 
     The staff account is the marker: when it exists, nothing is written. Concurrent
     callers queue on a transaction-level advisory lock, so one inserts and the others
     find the marker once it commits. Lot times are relative to `now`, which defaults
-    to the PostgreSQL server's `now()`. On a later start the lots keep their first
-    times, so they may have ended already. If an insert fails, the transaction rolls
+    to the PostgreSQL server's `now()`. On a later start, when no lot is scheduled or
+    running any more, a fresh round of the demo lots is added relative to `now`, so
+    the demo always has auctions to watch. If an insert fails, the transaction rolls
     back and the error propagates, leaving the database without demo data.
     """
     if now is not None and now.tzinfo is None:
@@ -81,7 +82,8 @@ async def load_demo_data(pool: asyncpg.Pool, *, now: datetime | None = None) -> 
                 "SELECT EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($1))", STAFF_EMAIL
             )
             if already_loaded:
-                log.info("demo data already loaded, nothing inserted")
+                rescheduled = await _reschedule_lots_if_none_running(connection, now)
+                log.info("demo data already loaded lots_added=%d", rescheduled)
                 return list(DEMO_ACCOUNTS)
 
             if now is None:
@@ -98,6 +100,36 @@ async def load_demo_data(pool: asyncpg.Pool, *, now: datetime | None = None) -> 
         len(supplier_ids), len(product_ids), len(user_ids), lot_count,
     )
     return list(DEMO_ACCOUNTS)
+
+
+async def _reschedule_lots_if_none_running(connection: asyncpg.Connection, now: datetime | None) -> int:
+    """Add a new round of demo lots when every earlier one has ended; return lots added."""
+    running = await connection.fetchval(
+        "SELECT count(*) FROM lots WHERE status IN ('scheduled', 'open') AND end_at > now()"
+    )
+    if running:
+        return 0
+    if now is None:
+        now = await connection.fetchval("SELECT now()")
+    supplier_ids: dict[str, int] = {}
+    product_ids: dict[tuple[str, str], int] = {}
+    for index, supplier in enumerate(catalogue.SUPPLIERS):
+        supplier_id = await connection.fetchval(
+            "SELECT id FROM suppliers WHERE business_no = $1", catalogue.business_number(index)
+        )
+        if supplier_id is None:
+            log.warning("demo supplier missing, lots not rescheduled supplier=%s", supplier.key)
+            return 0
+        supplier_ids[supplier.key] = supplier_id
+        for product in supplier.products:
+            product_ids[(supplier.key, product.name)] = await connection.fetchval(
+                "SELECT id FROM products WHERE supplier_id = $1 AND name = $2 ORDER BY id LIMIT 1",
+                supplier_id, product.name,
+            )
+    created_by = await connection.fetchval(
+        "SELECT id FROM users WHERE lower(email) = lower($1)", STAFF_EMAIL
+    )
+    return await _insert_lots(connection, now, supplier_ids, product_ids, created_by=created_by)
 
 
 async def _insert_categories(connection: asyncpg.Connection) -> dict[str, int]:

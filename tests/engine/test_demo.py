@@ -293,23 +293,41 @@ async def test_load_demo_data_rejects_naive_now(demo_pool: asyncpg.Pool) -> None
 
 
 async def test_load_demo_data_twice_inserts_nothing(demo_pool: asyncpg.Pool) -> None:
-    """A second load returns the same accounts and leaves every table unchanged."""
-    first_accounts = await load_demo_data(demo_pool, now=NOW)
+    """A second load while demo lots still run returns the same accounts and changes no table."""
+    first_accounts = await load_demo_data(demo_pool)
     first_counts = await _row_counts(demo_pool)
     first_lots = [dict(lot) for lot in await _lots(demo_pool)]
 
-    second_accounts = await load_demo_data(demo_pool, now=NOW + timedelta(days=1))
+    second_accounts = await load_demo_data(demo_pool)
 
     assert second_accounts == first_accounts
     assert await _row_counts(demo_pool) == first_counts
     assert [dict(lot) for lot in await _lots(demo_pool)] == first_lots
 
 
+async def test_load_demo_data_reschedules_ended_lots(demo_pool: asyncpg.Pool) -> None:
+    """A load after every demo lot ended adds one fresh round of lots and nothing else."""
+    await load_demo_data(demo_pool, now=NOW)
+    first_counts = await _row_counts(demo_pool)
+    lots_per_round = first_counts["lots"]
+
+    await load_demo_data(demo_pool)
+    await load_demo_data(demo_pool)
+
+    counts = await _row_counts(demo_pool)
+    assert counts["lots"] == 2 * lots_per_round
+    assert {name: n for name, n in counts.items() if name != "lots"} == {
+        name: n for name, n in first_counts.items() if name != "lots"
+    }
+    running = await demo_pool.fetchval(
+        "SELECT count(*) FROM lots WHERE status IN ('scheduled', 'open') AND end_at > now()"
+    )
+    assert running == lots_per_round
+
+
 async def test_load_demo_data_concurrent_loads(demo_pool: asyncpg.Pool) -> None:
     """Two loads started at once produce a single data set."""
-    results = await asyncio.gather(
-        load_demo_data(demo_pool, now=NOW), load_demo_data(demo_pool, now=NOW)
-    )
+    results = await asyncio.gather(load_demo_data(demo_pool), load_demo_data(demo_pool))
 
     assert results[0] == results[1]
     assert await _row_counts(demo_pool) == {
