@@ -58,6 +58,8 @@ def main() -> None:
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        # Larger websocket frames are refused (close 1009) before they reach the app.
+        ws_max_size=settings.max_ws_frame_bytes,
     )
 
 

@@ -2,7 +2,7 @@
 
 Reads show what the public pages show: masked leader and bidder names, whether a
 reserve exists and is met, never the reserve amount. Bids take `amount_won` as a
-JSON integer or a string of ASCII digits; floats, booleans and strings with signs
+JSON integer or a string of ASCII digits. Floats, booleans and strings with signs
 or separators are rejected with 400 `invalid_amount`.
 """
 
@@ -160,7 +160,7 @@ def _accepted_json(accepted: BidAccepted) -> dict[str, Any]:
 
 
 def _path_int(request: Request, name: str) -> int:
-    """A numeric path parameter; anything else is 404 (no such lot, bid or order)."""
+    """Parse a numeric path parameter; anything else is 404 (no such lot, bid or order)."""
     value = request.path_params[name]
     if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise ApiError({"lot_id": "lot_not_found", "order_id": "order_not_found"}.get(name, "not_found"))

@@ -13,7 +13,7 @@ from engine.auction.live import AuctionLive
 
 
 def auction_live(app: Starlette) -> AuctionLive:
-    """The app's `AuctionLive` (created on first use, sharing the app's Redis pool)."""
+    """Return the app's `AuctionLive`, created on first use on the app's Redis pool."""
     live = getattr(app.state, "live", None)
     if live is None:
         live = AuctionLive(app.state.redis, app.state.keys)

@@ -3,7 +3,7 @@
 Order of checks: signed in (401), rate limit per user (429), then the engine:
 who may bid, the amount and client id, then one Lua script call. Whatever the
 engine rejects comes back as an `ApiError` with the engine's code. If Redis cannot
-confirm the bid, the answer is 503 `not_confirmed`: the bid may or may not have
+confirm the bid, the response is 503 `not_confirmed`: the bid may or may not have
 been applied, and sending it again with the same client id is safe (the script
 returns the first receipt).
 """

@@ -12,7 +12,7 @@ Messages come in two kinds:
   slow connection nothing;
 - the others (history rows, private notices, close results) are never dropped.
   When `max_pending` of them wait at once, `offer` returns False and the hub closes
-  the connection with 1013 (try again later); the client reconnects and gets a
+  the connection with 1013 (try again later). The client reconnects and gets a
   fresh snapshot instead.
 """
 
@@ -98,8 +98,8 @@ class Watcher:
         """Put the connect snapshot first and drop queued items it already covers.
 
         The watcher is registered before the snapshot is read, so events published in
-        between are queued; those with a sequence number at or below the snapshot's
-        for their lot are older than the snapshot and are dropped.
+        between are queued. Those with a sequence number at or below the snapshot's
+        for their lot are older than the snapshot, so they are dropped.
         """
         kept = {
             key: item
@@ -147,17 +147,18 @@ class Watcher:
                     continue
                 batch, self._pending = self._pending, {}
                 # One websocket message per wake-up: the htmx ws extension swaps every
-                # top-level element of a message, so fragments concatenate safely.
+                # top-level element of a message. Fragments must not start with table
+                # parts (<tr>, <tbody>), which the HTML parser drops outside a table.
                 await self.websocket.send_text("".join(item.text for item in batch.values()))
         except (WebSocketDisconnect, RuntimeError, OSError) as error:
-            # The client went away mid-send; the receive loop sees the disconnect.
+            # The client went away mid-send. The receive loop gets the disconnect.
             log.debug("ws send stopped error=%s", type(error).__name__)
 
     async def _close_socket(self, code: int, reason: str) -> None:
         try:
             # A slow consumer's transport may be paused, so this can wait until the
-            # client reads again or the server's keepalive gives up on it; it runs in
-            # its own task so the fan-out never waits for it.
+            # client reads again or the server's keepalive gives up on it. It runs in
+            # its own task, so the fan-out never waits for it.
             await self.websocket.close(code, reason)
         except (RuntimeError, OSError, WebSocketDisconnect) as error:
             log.debug("ws close failed code=%s error=%s", code, type(error).__name__)

@@ -6,9 +6,9 @@ out to the websockets connected to it, so a bid accepted by any process reaches
 the watchers of every process.
 
 For each event the hub renders the public fragments once per locale in use and
-offers the same string to every watcher of that lot; only the private notices
-("you are winning", "you have been outbid") are rendered per recipient, and they
-go only to the connections of the new leader and of the previous leader. User
+offers the same string to every watcher of that lot. Only the private notices
+("you are winning", "you have been outbid") are rendered per recipient. They go
+only to the connections of the new leader and of the previous leader. User
 ids never leave the server.
 
 Under load:
@@ -279,8 +279,8 @@ class LiveHub:
                 return
             await self.dispatch(event)
         except (RedisError, asyncpg.PostgresError, OSError) as error:
-            # The event could not be completed (a snapshot read failed): resend the
-            # lot's snapshot to its watchers once the services answer again.
+            # A snapshot read failed, so this event reached no watcher. Watchers catch
+            # up with the next event of the lot or on their next (re)connect.
             log.warning("live event fan-out failed lot_id=%s error=%s", _lot_of(data), type(error).__name__)
             return
         except (ValueError, KeyError, TypeError) as error:
@@ -338,8 +338,8 @@ class LiveHub:
             await recent_history(self.db, self.redis, self.keys, lot_id) if kind == "void" else None
         )
 
-        # Private notices: on a bid only the new and the previous leader hear of it;
-        # after a close, cancel or void every watcher who bid gets theirs again.
+        # On a bid only the new and the previous leader get a private notice. After a
+        # close, cancel or void, every watcher who bid gets theirs again.
         recipients: dict[int, str | None] = {}
         if kind in _FINAL_EVENTS:
             bidders = set(await self.live.bidders(lot_id))

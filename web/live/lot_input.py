@@ -38,7 +38,7 @@ def _blank(value: object) -> bool:
 
 
 def _int(value: object) -> int:
-    """A whole number from a JSON integer or a digit string; ValueError otherwise."""
+    """Parse a whole number from a JSON integer or a digit string; raise ValueError otherwise."""
     if isinstance(value, bool):
         raise ValueError("boolean")
     if isinstance(value, int):
@@ -49,7 +49,7 @@ def _int(value: object) -> int:
 
 
 def parse_datetime(value: object) -> datetime:
-    """An aware datetime from ISO 8601 text; naive text is Korea time."""
+    """Parse ISO 8601 text into an aware datetime; text without an offset is Korea time."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError("missing")
     moment = datetime.fromisoformat(value.strip())
@@ -59,7 +59,7 @@ def parse_datetime(value: object) -> datetime:
 
 
 def parse_increments(value: object) -> list[tuple[int, int]]:
-    """Increment bands from [[from_won, step_won], ...] or text "0:100, 10000:500"."""
+    """Parse increment bands from [[from_won, step_won], ...] or text "0:100, 10000:500"."""
     if isinstance(value, str):
         pairs: list[Any] = [part.split(":") for part in value.replace("\n", ",").split(",") if part.strip()]
     elif isinstance(value, list):

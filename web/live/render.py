@@ -1,7 +1,7 @@
 """Render the live regions of a lot (and of the staff console) as htmx fragments.
 
 Each region is one element with a stable id (`lot-{id}-price`, ...). A page
-includes the same fragment templates with `oob=False`; a websocket push renders
+includes the same fragment templates with `oob=False`. A websocket push renders
 them with `oob=True`, so htmx swaps each element into place by its id. Fragments
 extend nothing and take a small explicit context, so they render without a request.
 """
@@ -31,17 +31,17 @@ class LotRenderer:
         self.templates = templates
 
     def state(self, snapshot: Snapshot, locale: str, *, announce: bool) -> str:
-        """Every public region that follows the live state, as out-of-band swaps."""
+        """Render every public region that follows the live state, as out-of-band swaps."""
         return self.templates.render(
             "lots/_state.html", locale, oob=True, announce=announce, **state_context(snapshot)
         )
 
     def history_row(self, lot_id: int, row: HistoryRow, locale: str) -> str:
-        """One new history row, prepended to the history table."""
+        """Render one new history row, prepended to the history list."""
         return self.templates.render("lots/_history_push.html", locale, lot_id=lot_id, row=row)
 
     def history(self, lot_id: int, rows: list[HistoryRow], locale: str) -> str:
-        """The whole history table body (connect snapshots and voids)."""
+        """Render the whole history list (connect snapshots and voids)."""
         return self.templates.render("lots/_history.html", locale, oob=True, lot_id=lot_id, rows=rows)
 
     def notice(self, lot_id: int, kind: str | None, locale: str) -> str:

@@ -33,7 +33,7 @@ async def lot_socket(websocket: WebSocket) -> None:
 async def staff_socket(websocket: WebSocket) -> None:
     user = websocket.scope.get("state", {}).get("user")
     if user is None or not user.is_active or not user.is_staff:
-        # Closing before accept answers the handshake with 403.
+        # Closing before accept makes the server reply 403 to the handshake.
         await websocket.close(CLOSE_POLICY_VIOLATION)
         return
     await _serve(websocket, lot_id=None, staff=True, user_id=user.id)

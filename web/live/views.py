@@ -1,8 +1,8 @@
 """What a lot page shows, read from Redis (live state) and PostgreSQL (the record).
 
 Pages, the JSON API and the websocket hub build their views here, so a first page
-render and every later push show the same values. Nothing here knows about
-requests: the hub calls it without one.
+render and every later push show the same values. Nothing here needs a
+request, because the hub calls it without one.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ HISTORY_LIMIT = 20
 STREAM_TAIL_ENTRIES = 500
 
 # Display status: Redis keeps "open" for a lot that has not started yet and for one
-# whose end passed but whose close has not run; pages show them apart.
+# whose end passed but whose close has not run. Pages show them apart.
 SCHEDULED = "scheduled"
 ENDED = "ended"
 
@@ -108,7 +108,7 @@ async def fetch_listed_terms(
 
 
 async def read_snapshot(db: asyncpg.Pool, live: AuctionLive, lot_id: int) -> Snapshot | None:
-    """The lot's live snapshot, loading the lot into Redis first when it is missing there."""
+    """Read the lot's live snapshot, loading the lot into Redis first when it is missing there."""
     snapshot = await live.snapshot(lot_id)
     if snapshot is None and await load_lot(db, live, lot_id):
         snapshot = await live.snapshot(lot_id)
@@ -135,12 +135,12 @@ def display_status(snapshot: Snapshot) -> str:
 
 
 def shown_price_won(snapshot: Snapshot) -> int:
-    """The price to show: the current price, or the start price before the first bid."""
+    """Return the price to show: the current price, or the start price before the first bid."""
     return snapshot.price_won if snapshot.bid_count else snapshot.min_next_won
 
 
 def snapshot_from_event(event: dict[str, Any]) -> Snapshot | None:
-    """A snapshot from a published bid event; None for events that lack the bid fields."""
+    """Build a snapshot from a published bid event; None for events that lack the bid fields."""
     if "min_next_won" not in event:
         return None
     return Snapshot.from_reply(event)
@@ -157,7 +157,7 @@ def history_row_from_event(event: dict[str, Any]) -> HistoryRow:
 
 
 def notice_kind(snapshot: Snapshot, user_id: int | None, bidders: set[int] | frozenset[int]) -> str | None:
-    """The private notice one user sees for a lot, or None when they have not bid."""
+    """Return the private notice one user sees for a lot, or None when they have not bid."""
     if user_id is None:
         return None
     leading = snapshot.leader_id == user_id
@@ -180,9 +180,9 @@ def notice_kind(snapshot: Snapshot, user_id: int | None, bidders: set[int] | fro
 async def recent_history(
     db: asyncpg.Pool, redis: Redis, keys: Keys, lot_id: int, *, limit: int = HISTORY_LIMIT
 ) -> list[HistoryRow]:
-    """The newest accepted bids of a lot, newest first, with voided bids marked.
+    """Read the newest accepted bids of a lot, newest first, with voided bids marked.
 
-    PostgreSQL holds the record; bids the ledger consumer has not written yet are
+    PostgreSQL is the record, and bids the ledger consumer has not written yet are
     read from the tail of the shard's ledger stream, so a bid shows up at once.
     """
     async with db.acquire() as connection:

@@ -2,7 +2,7 @@
 
 Bids are posted over HTTP (htmx `hx-post`), never over the websocket, so a bid
 typed while the page was offline is not queued and sent later at a price the
-bidder never saw. The answer is a result fragment; a page without JavaScript
+bidder never saw. The response is a result fragment. A page without JavaScript
 gets the whole lot page back with the result in it.
 """
 
@@ -36,7 +36,7 @@ LISTED_STATUSES = ("scheduled", "open")
 
 
 def new_client_id() -> str:
-    """A fresh id for one bid attempt; retries of the same attempt reuse it."""
+    """Generate a fresh id for one bid attempt (retries of the same attempt reuse it)."""
     return secrets.token_urlsafe(16)
 
 
@@ -131,12 +131,12 @@ async def _result(
     amount: str = "",
     buy_now: bool = False,
 ) -> Response:
-    """Answer a bid: a result fragment for htmx, else the whole page with the result."""
+    """Render a bid's result: a fragment for htmx, else the whole page with the result."""
     templates = request.app.state.templates
     locale = getattr(request.state, "locale", "ko")
     status_code = error.status if error else 200
     # A bid that was not confirmed keeps its client id, so sending it again is a
-    # retry of the same attempt; any other answer ends the attempt.
+    # retry of the same attempt. Any other result ends the attempt.
     next_client_id = client_id if error is not None and error.code == "not_confirmed" else new_client_id()
     snapshot: Snapshot | None = accepted.snapshot if accepted else None
     if snapshot is None and error is not None and error.code in ("bid_too_low", "max_not_raised", "lot_ended"):

@@ -1,7 +1,7 @@
 """The staff console: running lots updating live, and the staff actions on them.
 
 Every action is a POST with the CSRF token (htmx sends it from `<body hx-headers>`),
-runs the engine's staff function (which audits it) and answers a result fragment.
+runs the engine's staff function (which audits it) and returns a result fragment.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from web.errors import ApiError
 from web.i18n import gettext
 from web.live import auction_live
 from web.live.bids import actor_of, api_error_for
-from web.live.hub import STAFF_STATUSES
 from web.live.lot_input import parse_datetime
 from web.security import require_role, role_required
 
@@ -32,7 +31,7 @@ _require_staff = require_role("staff")
 async def console(request: Request) -> Response:
     # The rows arrive with the websocket's first message; the page renders an empty body.
     return request.app.state.templates.TemplateResponse(
-        request, "staff/console.html", {"rows": [], "oob": False, "statuses": STAFF_STATUSES}
+        request, "staff/console.html", {"rows": [], "oob": False}
     )
 
 

@@ -31,7 +31,7 @@ FORM_FIELDS = (
     "product_id", "title", "quantity", "start_price_won", "reserve_won", "buy_now_won", "start_at", "end_at",
     "hard_cap_at", "soft_close_window_s", "extension_s", "increments",
 )
-# Which field a lot-level engine error belongs to, so it shows next to that field.
+# The form field each lot-level engine error is shown next to.
 ERROR_FIELDS = {
     "reserve_below_start": "reserve_won", "buy_now_below_start": "buy_now_won",
     "buy_now_below_reserve": "buy_now_won", "end_before_start": "end_at", "end_in_past": "end_at",
