@@ -7,9 +7,17 @@ the app, and close every websocket with 1012 on shutdown.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+import asyncpg
 from starlette.applications import Starlette
 
 from engine.auction.live import AuctionLive
+
+ACK_FLUSH_INTERVAL_S = 2.0
+
+log = logging.getLogger("jangteo.live")
 
 
 def auction_live(app: Starlette) -> AuctionLive:
@@ -31,9 +39,33 @@ async def start_live(app: Starlette) -> None:
     )
     app.state.hub = hub
     await hub.start()
+    app.state.ack_flusher = asyncio.create_task(_flush_acks_forever(app), name="ack-flusher")
 
 
 async def stop_live(app: Starlette) -> None:
+    flusher = getattr(app.state, "ack_flusher", None)
+    if flusher is not None:
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+        await _flush_acks_once(app)
     hub = getattr(app.state, "hub", None)
     if hub is not None:
         await hub.stop()
+
+
+async def _flush_acks_once(app: Starlette) -> None:
+    try:
+        await auction_live(app).acks.flush(app.state.db)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        log.error("ack marks not saved error=%s", type(error).__name__)
+
+
+async def _flush_acks_forever(app: Starlette) -> None:
+    """Copy acknowledged sequence numbers to PostgreSQL every couple of seconds.
+
+    The bid path also flushes at once when Redis stops answering; this loop bounds
+    what a process killed together with Redis can leave unsaved.
+    """
+    while True:
+        await asyncio.sleep(ACK_FLUSH_INTERVAL_S)
+        await _flush_acks_once(app)
