@@ -7,11 +7,11 @@ from starlette.routing import BaseRoute
 
 def page_routes() -> list[BaseRoute]:
     from web.live import sockets
-    from web.routes import auth, health, home, lots, staff, supplier
+    from web.routes import auth, health, home, lots, outbox, staff, supplier
 
     # The lot pages come before `home`, so their `/` (the live lot list) and `/staff`
     # (the live console) win over the placeholders there.
     return [
-        *health.routes, *auth.routes, *lots.routes, *sockets.routes, *staff.routes, *supplier.routes,
+        *health.routes, *auth.routes, *lots.routes, *sockets.routes, *staff.routes, *outbox.routes, *supplier.routes,
         *home.routes,
     ]
