@@ -52,6 +52,39 @@ class Keys:
     def ends_for_lot(self, lot_id: int) -> str:
         return self.ends(self.shard_of(lot_id))
 
+    # -- per campaign (group buys) -----------------------------------------------
+    # Campaigns use their own shard tags ({gN}) and ledger streams, so a campaign's
+    # keys and its shard's stream share one Redis Cluster slot.
+    def _campaign_tag(self, shard: int) -> str:
+        return f"{self.prefix}:{{g{shard}}}"
+
+    def campaign_state(self, campaign_id: int) -> str:
+        return f"{self._campaign_tag(self.shard_of(campaign_id))}:campaign:{campaign_id}"
+
+    def campaign_pledges(self, campaign_id: int) -> str:
+        """Hash of user_id -> that member's committed units."""
+        return f"{self._campaign_tag(self.shard_of(campaign_id))}:campaign:{campaign_id}:pledges"
+
+    def campaign_receipts(self, campaign_id: int) -> str:
+        """Hash of `user_id:client_id` -> accepted receipt, for idempotent retries."""
+        return f"{self._campaign_tag(self.shard_of(campaign_id))}:campaign:{campaign_id}:receipts"
+
+    def campaign_ledger_stream(self, shard: int) -> str:
+        return f"{self._campaign_tag(shard)}:ledger"
+
+    def campaign_ledger_stream_for(self, campaign_id: int) -> str:
+        return self.campaign_ledger_stream(self.shard_of(campaign_id))
+
+    def campaign_deadlines(self, shard: int) -> str:
+        """Sorted set of open campaign ids scored by deadline (epoch ms)."""
+        return f"{self._campaign_tag(shard)}:deadlines"
+
+    def campaign_deadlines_for(self, campaign_id: int) -> str:
+        return self.campaign_deadlines(self.shard_of(campaign_id))
+
+    def campaign_shard_loaded(self, shard: int) -> str:
+        return f"{self._campaign_tag(shard)}:loaded"
+
     # -- global ----------------------------------------------------------------
     @property
     def events_channel(self) -> str:
