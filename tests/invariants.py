@@ -1,0 +1,687 @@
+"""The auction invariants, checked at the end of every test scenario.
+
+`check_auction_invariants` reads what a scenario left behind (the `lots` rows, the
+`lot_events` ledger, sales, orders, the money ledger, the outbox, the audit log,
+the live state in Redis, the receipts the clients got and the messages the SMTP
+sink captured) and raises one AssertionError that lists every broken invariant,
+each line naming the lot, the invariant and the values. It checks:
+
+- result: a sold lot has one winner at the price and leader that the proxy rules
+  give for its non-voided ledger bids (`rules.replay_bids`), and a lot is unsold
+  exactly when it had no bid or its reserve was unmet;
+- prices: no accepted bid lowers the price, and every challenger's bid raises it;
+- receipts: every receipt matches a ledger row (seq, kind, amount) unless its lot is held;
+- sales: at most one sale per lot (plus one second-chance sale), each with one
+  order, one sale row and one commission row in `money_ledger`;
+- mail: one outbox row per (event, recipient); with the sink's messages, every
+  sent row was delivered exactly once (by Message-ID) and nothing else was;
+- live state: after a close Redis and PostgreSQL agree on status, seq, price and leader;
+- deadlines: every accepted bid arrived before the lot's end at that moment (and
+  moved the end as soft close requires), and every `lot_ended` rejection arrived
+  at or after it;
+- who: no bid from the lot's supplier or from staff, and only staff in the audit log
+  and in staff events (void, extend, cancel).
+
+Without a database (`db=None`) the checker reads the lots' ledger streams in Redis
+instead of `lot_events` and needs the lots' terms, so the engine tests that run
+on Redis alone use it too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from engine.auction.ledger import LedgerEntry, parse_entry
+from engine.auction.live import AuctionLive, BidOutcome, Receipt, Snapshot
+from engine.auction.rules import LotState, LotTerms, replay_bids, validate_increments
+from engine.commission import commission_won
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+ACTIONS = ("bid", "buy_now")
+STAFF_EVENTS = ("void", "extend", "cancel")
+FINAL = ("sold", "unsold", "held", "cancelled")
+CLOSE_MAILS = ("won", "lost", "supplier")
+MESSAGE_ID = re.compile(r"<outbox-(\d+)@")
+
+
+# -- inputs ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    """One ledger event of a lot, with times as epoch milliseconds (Redis TIME)."""
+
+    seq: int
+    kind: str
+    user_id: int | None
+    amount_won: int | None
+    price_won: int
+    leader_id: int | None
+    end_ms: int | None
+    voided_seq: int | None
+    server_ms: int
+
+
+@dataclass(frozen=True)
+class ClientReceipt:
+    """What a client was told about an accepted action; None where the caller did not keep it."""
+
+    lot_id: int
+    seq: int
+    amount_won: int
+    kind: str | None = None
+    price_won: int | None = None
+    end_ms: int | None = None
+    server_ms: int | None = None
+
+
+def exact_ms(moment: datetime) -> int:
+    """Epoch milliseconds of a time that the ledger stored from milliseconds (exact)."""
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def engine_ms(moment: datetime) -> int:
+    """Epoch milliseconds as `AuctionLive.load` converts a lot's times for Redis."""
+    return int(moment.timestamp() * 1000)
+
+
+def _event_from_row(row: Mapping[str, Any]) -> Event:
+    return Event(
+        seq=row["seq"], kind=row["kind"], user_id=row["user_id"], amount_won=row["amount_won"],
+        price_won=row["price_won"] or 0, leader_id=row["leader_id"],
+        end_ms=exact_ms(row["end_at"]) if row["end_at"] else None, voided_seq=row["voided_seq"],
+        server_ms=exact_ms(row["server_at"]),
+    )
+
+
+def _event_from_entry(entry: LedgerEntry) -> Event:
+    return Event(
+        seq=entry.seq, kind=entry.kind, user_id=entry.user_id, amount_won=entry.amount_won,
+        price_won=entry.price_won or 0, leader_id=entry.leader_id,
+        end_ms=exact_ms(entry.end_at) if entry.end_at else None, voided_seq=entry.voided_seq,
+        server_ms=exact_ms(entry.server_at),
+    )
+
+
+def lot_terms(lot: Mapping[str, Any]) -> LotTerms:
+    """The terms of a `lots` row, with times converted as Redis got them."""
+    increments = lot["increments"]
+    if isinstance(increments, str):
+        increments = json.loads(increments)
+    return LotTerms(
+        lot_id=lot["id"],
+        supplier_id=lot["supplier_id"],
+        start_price_won=lot["start_price_won"],
+        start_ms=engine_ms(lot["start_at"]),
+        end_ms=engine_ms(lot["end_at"]),
+        reserve_won=lot["reserve_won"],
+        buy_now_won=lot["buy_now_won"],
+        hard_cap_ms=engine_ms(lot["hard_cap_at"]) if lot["hard_cap_at"] else None,
+        window_ms=lot["soft_close_window_s"] * 1000,
+        extension_ms=lot["extension_s"] * 1000,
+        increments=validate_increments(increments),
+    )
+
+
+def _split_client_data(items: Iterable[Any]) -> tuple[list[ClientReceipt], list[Snapshot]]:
+    """Sort receipts, bid outcomes and (lot_id, seq, amount) tuples into receipts and rejections."""
+    receipts: list[ClientReceipt] = []
+    rejections: list[Snapshot] = []
+    for item in items:
+        if item is None:
+            continue
+        if isinstance(item, BidOutcome):
+            if item.receipt is not None:
+                item = item.receipt
+            else:
+                if item.code == "lot_ended" and item.snapshot is not None:
+                    rejections.append(item.snapshot)
+                continue
+        if isinstance(item, Receipt):
+            receipts.append(ClientReceipt(
+                item.lot_id, item.seq, item.amount_won, item.kind, item.price_won, item.end_ms, item.server_ms,
+            ))
+        else:
+            lot_id, seq, amount_won = item
+            receipts.append(ClientReceipt(int(lot_id), int(seq), int(amount_won)))
+    return receipts, rejections
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+class Report:
+    """Broken invariants, one line each, raised together at the end."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def fail(self, lot_id: int | None, invariant: str, detail: str) -> None:
+        where = f"lot {lot_id}" if lot_id is not None else "market"
+        self.failures.append(f"{where}: {invariant}: {detail}")
+
+    def raise_if_failed(self) -> None:
+        if self.failures:
+            lines = "\n  ".join(self.failures)
+            raise AssertionError(f"{len(self.failures)} auction invariant(s) broken:\n  {lines}")
+
+
+# -- checks on one lot's ledger ----------------------------------------------------------
+
+
+def _voided(events: Sequence[Event]) -> set[int]:
+    return {e.voided_seq for e in events if e.kind == "void" and e.voided_seq}
+
+
+def check_sequence(report: Report, lot_id: int, events: Sequence[Event], *, final_seq: int | None) -> None:
+    """The ledger holds the seqs 1..N with no gap (and N is the final seq when there is one)."""
+    seqs = [e.seq for e in events]
+    if seqs != list(range(1, len(seqs) + 1)):
+        missing = sorted(set(range(1, max(seqs, default=0) + 1)) - set(seqs))
+        report.fail(lot_id, "ledger has a sequence gap", f"missing seqs {missing[:10]}")
+    if final_seq is not None and seqs and seqs[-1] != final_seq:
+        report.fail(lot_id, "ledger ends at the final seq", f"last ledger seq {seqs[-1]}, final_seq {final_seq}")
+
+
+def check_prices(report: Report, lot_id: int, events: Sequence[Event]) -> None:
+    """No accepted bid lowers the price; a challenger's bid (not the leader's) strictly raises it."""
+    price, leader = 0, None
+    for event in events:
+        if event.kind in ACTIONS:
+            if event.price_won < price:
+                report.fail(lot_id, "accepted bid lowered the price",
+                            f"seq {event.seq} by user {event.user_id}: {price} -> {event.price_won}")
+            elif event.user_id != leader and event.price_won <= price:
+                report.fail(lot_id, "challenger bid did not raise the price",
+                            f"seq {event.seq} by user {event.user_id}: {price} -> {event.price_won}")
+        price, leader = event.price_won, event.leader_id
+
+
+def _soft_close_end(terms: LotTerms, end_ms: int, now_ms: int) -> int:
+    if now_ms < end_ms - terms.window_ms:
+        return end_ms
+    target = now_ms + terms.extension_ms
+    if terms.hard_cap_ms is not None:
+        target = min(target, terms.hard_cap_ms)
+    return max(end_ms, target)
+
+
+def check_deadlines(report: Report, terms: LotTerms, events: Sequence[Event]) -> None:
+    """Bids arrive after the start and before the end at that moment, and move the end as soft close says."""
+    lot_id = terms.lot_id
+    end_ms = terms.end_ms
+    for event in events:
+        if event.kind in ACTIONS:
+            if event.server_ms >= end_ms:
+                report.fail(lot_id, "accepted at or after its deadline",
+                            f"seq {event.seq} server_ms {event.server_ms} >= end_ms {end_ms}")
+            if event.server_ms < terms.start_ms:
+                report.fail(lot_id, "accepted before its start",
+                            f"seq {event.seq} server_ms {event.server_ms} < start_ms {terms.start_ms}")
+            expected = event.server_ms if event.kind == "buy_now" else _soft_close_end(terms, end_ms, event.server_ms)
+            if event.end_ms != expected:
+                report.fail(lot_id, "end after an accepted bid follows soft close",
+                            f"seq {event.seq} end_ms {event.end_ms}, expected {expected}")
+        elif event.kind == "close" and event.server_ms < end_ms:
+            report.fail(lot_id, "closed before its end", f"seq {event.seq} server_ms {event.server_ms} < end_ms {end_ms}")
+        if event.end_ms is not None:
+            end_ms = event.end_ms
+
+
+def end_after(terms: LotTerms, events: Sequence[Event], seq: int) -> int | None:
+    """The lot's live end after event `seq` (its scheduled end for seq 0); None when not in the ledger."""
+    end_ms = terms.end_ms
+    for event in events:
+        if event.seq > seq:
+            break
+        if event.end_ms is not None:
+            end_ms = event.end_ms
+    if seq and not any(e.seq == seq for e in events):
+        return None
+    return end_ms
+
+
+def check_rejections(report: Report, terms: LotTerms, events: Sequence[Event], rejections: Sequence[Snapshot]) -> None:
+    """A bid rejected as ended arrived at or after the end that the ledger had at that seq."""
+    for snapshot in rejections:
+        if snapshot.status in ("cancelled", "held"):
+            continue
+        ledger_end = end_after(terms, events, snapshot.seq)
+        if ledger_end is not None and ledger_end != snapshot.end_ms:
+            report.fail(terms.lot_id, "rejection's end matches the ledger",
+                        f"rejected at seq {snapshot.seq} with end_ms {snapshot.end_ms}, ledger end_ms {ledger_end}")
+        end_ms = ledger_end if ledger_end is not None else snapshot.end_ms
+        if snapshot.server_ms < end_ms:
+            report.fail(terms.lot_id, "bid that arrived before the end rejected as ended",
+                        f"server_ms {snapshot.server_ms} < end_ms {end_ms} at seq {snapshot.seq}")
+
+
+def check_receipts(
+    report: Report, lot_id: int, events: Sequence[Event], receipts: Sequence[ClientReceipt], *, held: bool
+) -> None:
+    """Every receipt a client got is a ledger row with the same seq, kind and amount (unless held)."""
+    if held:
+        return
+    by_seq = {e.seq: e for e in events}
+    for receipt in receipts:
+        event = by_seq.get(receipt.seq)
+        if event is None:
+            report.fail(lot_id, "receipt missing from the ledger", f"seq {receipt.seq} amount {receipt.amount_won}")
+            continue
+        told = (receipt.kind or event.kind, receipt.amount_won)
+        stored = (event.kind, event.amount_won)
+        if told != stored:
+            report.fail(lot_id, "receipt differs from the ledger", f"seq {receipt.seq}: receipt {told}, ledger {stored}")
+        for name, told_value, stored_value in (
+            ("price_won", receipt.price_won, event.price_won),
+            ("end_ms", receipt.end_ms, event.end_ms),
+            ("server_ms", receipt.server_ms, event.server_ms),
+        ):
+            if told_value is not None and told_value != stored_value:
+                report.fail(lot_id, "receipt differs from the ledger",
+                            f"seq {receipt.seq}: receipt {name} {told_value}, ledger {stored_value}")
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the rules make of a lot's ledger."""
+
+    state: LotState
+    winner_id: int | None
+    price_won: int
+    sold: bool
+    replayed_all: bool
+
+
+def expected_result(terms: LotTerms, events: Sequence[Event]) -> Expected:
+    """Replay the non-voided bids (or take the buy-now) to get the leader, the price and whether it sells."""
+    voided = _voided(events)
+    bids = [e for e in events if e.kind == "bid" and e.seq not in voided]
+    state = replay_bids(terms, [(e.user_id or 0, e.amount_won or 0, e.server_ms) for e in bids])
+    buy = next((e for e in events if e.kind == "buy_now"), None)
+    if buy is not None:
+        return Expected(state, buy.user_id, terms.buy_now_won or 0, True, True)
+    reserve_met = terms.reserve_won is None or state.price_won >= terms.reserve_won
+    sold = state.leader_id is not None and reserve_met
+    return Expected(state, state.leader_id, state.price_won, sold, state.bid_count == len(bids))
+
+
+def check_leader_has_highest_maximum(report: Report, lot_id: int, events: Sequence[Event], expected: Expected) -> None:
+    """Independent of the replay: the leader placed the earliest of the highest non-voided maximums."""
+    if not expected.replayed_all or any(e.kind == "buy_now" for e in events):
+        return
+    voided = _voided(events)
+    bids = [e for e in events if e.kind == "bid" and e.seq not in voided]
+    if not bids:
+        return
+    highest = max(e.amount_won or 0 for e in bids)
+    first = next(e for e in bids if e.amount_won == highest)
+    if expected.state.leader_id != first.user_id:
+        report.fail(lot_id, "leader holds the highest maximum",
+                    f"leader {expected.state.leader_id}, highest maximum {highest} first placed by user "
+                    f"{first.user_id} at seq {first.seq}")
+
+
+def check_live_matches_replay(
+    report: Report, lot_id: int, events: Sequence[Event], expected: Expected, snapshot: Snapshot
+) -> None:
+    """A lot's live price and leader are what the rules give for the ledger's bids up to its seq."""
+    if not events or events[-1].seq != snapshot.seq or any(e.kind == "buy_now" for e in events):
+        return
+    live = (snapshot.price_won, snapshot.leader_id)
+    replayed = (expected.state.price_won, expected.state.leader_id)
+    if live != replayed:
+        report.fail(lot_id, "live price and leader follow the proxy rules",
+                    f"Redis (price, leader) {live}, replay of the ledger {replayed}")
+
+
+# -- the checker -----------------------------------------------------------------------
+
+
+async def check_auction_invariants(
+    db: Any,
+    live: AuctionLive | None,
+    *,
+    receipts: Iterable[Any] = (),
+    sink_messages: Sequence[Any] | None = None,
+    lot_ids: Iterable[int] | None = None,
+    lot_terms_by_id: Mapping[int, LotTerms] | None = None,
+) -> None:
+    """Check every auction invariant the given data allows; raise AssertionError listing what broke.
+
+    `db` is an asyncpg pool or connection (a connection inside a transaction lets a
+    test corrupt rows and roll back), or None for lots that exist only in Redis, whose
+    terms then come from `lot_terms_by_id`. `receipts` takes `Receipt`s, `BidOutcome`s
+    (rejections as ended are checked too) and `(lot_id, seq, amount_won)` tuples.
+    `sink_messages` are the SMTP sink's messages (or `EmailMessage`s) since the
+    scenario began. `lot_ids` limits the lots checked (default: every lot, plus the
+    lots of the receipts).
+    """
+    report = Report()
+    client_receipts, rejections = _split_client_data(receipts)
+    if db is None:
+        if not lot_terms_by_id or live is None:
+            raise ValueError("checking without a database needs `live` and `lot_terms_by_id`")
+        await _check_redis_only(report, live, lot_terms_by_id, client_receipts, rejections)
+        report.raise_if_failed()
+        return
+
+    wanted = None if lot_ids is None else set(lot_ids) | {r.lot_id for r in client_receipts}
+    lots = await db.fetch(
+        "SELECT l.*, s.email AS supplier_email FROM lots l JOIN suppliers s ON s.id = l.supplier_id"
+        " WHERE $1::bigint[] IS NULL OR l.id = ANY($1::bigint[]) ORDER BY l.id",
+        None if wanted is None else sorted(wanted),
+    )
+    found = {lot["id"] for lot in lots}
+    for lot_id in sorted((wanted or set()) | {r.lot_id for r in client_receipts}):
+        if lot_id not in found:
+            report.fail(lot_id, "lot exists in PostgreSQL", "no lots row")
+    ids = sorted(found)
+    rows = await db.fetch("SELECT * FROM lot_events WHERE lot_id = ANY($1::bigint[]) ORDER BY lot_id, seq", ids)
+    events: dict[int, list[Event]] = {lot_id: [] for lot_id in ids}
+    for row in rows:
+        events[row["lot_id"]].append(_event_from_row(row))
+    users = {
+        row["id"]: row
+        for row in await db.fetch(
+            "SELECT id, email, role, supplier_id FROM users WHERE id = ANY($1::bigint[])",
+            sorted({r["user_id"] for r in rows if r["user_id"]}),
+        )
+    }
+
+    for lot in lots:
+        lot_id = lot["id"]
+        terms = lot_terms(lot)
+        lot_events = events[lot_id]
+        await _check_lot(report, db, live, lot, terms, lot_events, users,
+                         [r for r in client_receipts if r.lot_id == lot_id],
+                         [s for s in rejections if s.lot_id == lot_id])
+
+    await _check_audit_log(report, db)
+    await _check_mail(report, db, sink_messages)
+    report.raise_if_failed()
+
+
+async def _check_lot(
+    report: Report,
+    db: Any,
+    live: AuctionLive | None,
+    lot: Mapping[str, Any],
+    terms: LotTerms,
+    events: list[Event],
+    users: Mapping[int, Mapping[str, Any]],
+    receipts: Sequence[ClientReceipt],
+    rejections: Sequence[Snapshot],
+) -> None:
+    lot_id, status = lot["id"], lot["status"]
+    held = status == "held"
+    if status in ("sold", "unsold", "cancelled"):
+        check_sequence(report, lot_id, events, final_seq=lot["final_seq"])
+    check_prices(report, lot_id, events)
+    check_deadlines(report, terms, events)
+    check_rejections(report, terms, events, rejections)
+    check_receipts(report, lot_id, events, receipts, held=held)
+    _check_who(report, lot, events, users)
+
+    expected = expected_result(terms, events)
+    check_leader_has_highest_maximum(report, lot_id, events, expected)
+    if status in ("sold", "unsold"):
+        _check_result(report, lot, events, expected)
+    await _check_sales(report, db, lot, expected)
+    await _check_close_mails(report, db, lot, events, users, expected)
+    if live is not None:
+        snapshot = await live.snapshot(lot_id)
+        if snapshot is not None:
+            _check_live_agrees(report, lot, events, snapshot)
+            if status not in FINAL:
+                check_live_matches_replay(report, lot_id, events, expected, snapshot)
+
+
+def _check_who(
+    report: Report, lot: Mapping[str, Any], events: Sequence[Event], users: Mapping[int, Mapping[str, Any]]
+) -> None:
+    """No bid by the lot's supplier or by staff; staff events carry a staff member's id."""
+    lot_id = lot["id"]
+    for event in events:
+        user = users.get(event.user_id) if event.user_id else None
+        if event.kind in ACTIONS:
+            if user is None:
+                report.fail(lot_id, "bidder is a known user", f"seq {event.seq} user {event.user_id}")
+            elif user["supplier_id"] is not None and user["supplier_id"] == lot["supplier_id"]:
+                report.fail(lot_id, "supplier bid on its own goods",
+                            f"seq {event.seq} user {event.user_id} of supplier {user['supplier_id']}")
+            elif user["role"] == "staff":
+                report.fail(lot_id, "staff member bid", f"seq {event.seq} user {event.user_id}")
+        elif event.kind in STAFF_EVENTS and (user is None or user["role"] != "staff"):
+            role = user["role"] if user else None
+            report.fail(lot_id, "staff action by a non-staff user",
+                        f"seq {event.seq} {event.kind} by user {event.user_id} (role {role})")
+
+
+def _check_result(report: Report, lot: Mapping[str, Any], events: Sequence[Event], expected: Expected) -> None:
+    """A closed lot's status, and its last event's price and leader, are what the rules give."""
+    lot_id, status = lot["id"], lot["status"]
+    if (status == "sold") != expected.sold:
+        report.fail(lot_id, "sold exactly when a bid met the reserve",
+                    f"status {status}; replay leader {expected.winner_id}, price {expected.price_won}, "
+                    f"reserve {lot['reserve_won']}")
+    if not events:
+        return
+    final = events[-1]
+    if (final.price_won, final.leader_id) != (expected.price_won, expected.winner_id):
+        report.fail(lot_id, "final price and leader follow the proxy rules",
+                    f"ledger seq {final.seq} (price, leader) {(final.price_won, final.leader_id)}, "
+                    f"replay {(expected.price_won, expected.winner_id)}")
+
+
+async def _check_sales(report: Report, db: Any, lot: Mapping[str, Any], expected: Expected) -> None:
+    """At most one sale (and one second-chance sale) per lot, each with one order, sale row and commission row."""
+    lot_id, status = lot["id"], lot["status"]
+    sales = await db.fetch("SELECT * FROM sales WHERE lot_id = $1 ORDER BY id", lot_id)
+    first = [s for s in sales if not s["second_chance"]]
+    second = [s for s in sales if s["second_chance"]]
+    wanted_first = 1 if status == "sold" else 0
+    if len(first) != wanted_first:
+        report.fail(lot_id, "one sale per sold lot", f"status {status}, {len(first)} sale(s)")
+    if len(second) > 1:
+        report.fail(lot_id, "at most one second-chance sale", f"{len(second)} second-chance sales")
+    for sale in first:
+        if (sale["buyer_id"], sale["price_won"]) != (expected.winner_id, expected.price_won):
+            report.fail(lot_id, "sale at the highest maximum's price (proxy rules)",
+                        f"sale {sale['id']} (buyer, price) {(sale['buyer_id'], sale['price_won'])}, "
+                        f"replay {(expected.winner_id, expected.price_won)}")
+    for sale in second:
+        offer = await db.fetchrow(
+            "SELECT * FROM second_chance_offers WHERE lot_id = $1 AND user_id = $2 AND status = 'accepted'",
+            lot_id, sale["buyer_id"],
+        )
+        if offer is None or offer["price_won"] != sale["price_won"]:
+            report.fail(lot_id, "second-chance sale follows an accepted offer",
+                        f"sale {sale['id']} buyer {sale['buyer_id']} price {sale['price_won']}, offer {dict(offer or {})}")
+    for sale in sales:
+        await _check_order(report, db, lot, sale)
+
+
+async def _check_order(report: Report, db: Any, lot: Mapping[str, Any], sale: Mapping[str, Any]) -> None:
+    lot_id = lot["id"]
+    orders = await db.fetch("SELECT * FROM orders WHERE sale_id = $1", sale["id"])
+    if len(orders) != 1:
+        report.fail(lot_id, "one order per sale", f"sale {sale['id']} has {len(orders)} order(s)")
+        return
+    order = orders[0]
+    got = (order["buyer_id"], order["amount_won"], order["supplier_id"], order["channel"])
+    wanted = (sale["buyer_id"], sale["price_won"], lot["supplier_id"], "auction")
+    if got != wanted:
+        report.fail(lot_id, "order matches its sale",
+                    f"order {order['id']} (buyer, amount, supplier, channel) {got}, expected {wanted}")
+    entries = await db.fetch("SELECT * FROM money_ledger WHERE order_id = $1 ORDER BY id", order["id"])
+    by_entry: dict[str, list[Mapping[str, Any]]] = {}
+    for entry in entries:
+        by_entry.setdefault(entry["entry"], []).append(entry)
+    sale_rows = by_entry.get("sale", [])
+    commissions = by_entry.get("commission", [])
+    if [row["amount_won"] for row in sale_rows] != [sale["price_won"]]:
+        report.fail(lot_id, "one money-ledger sale row at the sale price",
+                    f"order {order['id']} sale rows {[row['amount_won'] for row in sale_rows]}, price {sale['price_won']}")
+    if len(commissions) != 1:
+        report.fail(lot_id, "one commission row per sale",
+                    f"order {order['id']} has {len(commissions)} commission row(s)")
+        return
+    commission = commissions[0]
+    rate_bp = commission["rate_bp"]
+    if rate_bp is None or commission["amount_won"] != commission_won(sale["price_won"], rate_bp):
+        report.fail(lot_id, "commission is the price times the rate, floored",
+                    f"order {order['id']} commission {commission['amount_won']} at {rate_bp} bp of {sale['price_won']}")
+    reversals = by_entry.get("commission_reversal", [])
+    if len(reversals) > 1 or any(row["amount_won"] != -commission["amount_won"] for row in reversals):
+        report.fail(lot_id, "at most one reversal of the whole commission",
+                    f"order {order['id']} reversals {[row['amount_won'] for row in reversals]}, "
+                    f"commission {commission['amount_won']}")
+
+
+async def _check_close_mails(
+    report: Report,
+    db: Any,
+    lot: Mapping[str, Any],
+    events: Sequence[Event],
+    users: Mapping[int, Mapping[str, Any]],
+    expected: Expected,
+) -> None:
+    """A closed lot mails its winner, every other bidder and its supplier once; other lots send no close mail."""
+    lot_id, status = lot["id"], lot["status"]
+    rows = await db.fetch(
+        "SELECT event_key, recipient FROM outbox WHERE event_key = ANY($1::text[])",
+        [f"lot:{lot_id}:{name}" for name in CLOSE_MAILS],
+    )
+    got: dict[str, list[str]] = {name: [] for name in CLOSE_MAILS}
+    for row in rows:
+        got[row["event_key"].rsplit(":", 1)[1]].append(row["recipient"])
+    for name in got:
+        got[name].sort()
+    if status not in ("sold", "unsold"):
+        if rows:
+            report.fail(lot_id, "no close mail for a lot that was not closed", f"status {status}, mails {got}")
+        return
+    bidders = {e.user_id for e in events if e.kind in ACTIONS and e.user_id}
+    winner = expected.winner_id if status == "sold" else None
+    wanted = {
+        "won": [users[winner]["email"]] if winner in users else [],
+        "lost": sorted(users[u]["email"] for u in bidders - {winner} if u in users),
+        "supplier": [lot["supplier_email"]],
+    }
+    if got != wanted:
+        report.fail(lot_id, "close mails to winner, other bidders and supplier once", f"outbox {got}, expected {wanted}")
+
+
+def _check_live_agrees(report: Report, lot: Mapping[str, Any], events: Sequence[Event], snapshot: Snapshot) -> None:
+    """After a close (or cancel) Redis and PostgreSQL agree on status, seq, price and leader."""
+    lot_id, status = lot["id"], lot["status"]
+    last_seq = events[-1].seq if events else 0
+    if status in ("sold", "unsold", "cancelled"):
+        final = next((e for e in events if e.seq == lot["final_seq"]), None)
+        pg = (status, lot["final_seq"], final.price_won if final else None, final.leader_id if final else None)
+        redis_side = (snapshot.status, snapshot.seq, snapshot.price_won, snapshot.leader_id)
+        if pg != redis_side:
+            report.fail(lot_id, "Redis and PostgreSQL agree after the close",
+                        f"PostgreSQL (status, seq, price, leader) {pg}, Redis {redis_side}")
+    elif status == "held":
+        if snapshot.status in FINAL and snapshot.status != "held":
+            report.fail(lot_id, "Redis and PostgreSQL agree after the close",
+                        f"PostgreSQL status held, Redis status {snapshot.status}")
+    elif last_seq > snapshot.seq:
+        report.fail(lot_id, "ledger never ahead of Redis", f"ledger seq {last_seq}, Redis seq {snapshot.seq}")
+
+
+async def _check_audit_log(report: Report, db: Any) -> None:
+    """Only staff reach staff functions: every audit_log actor has the staff role."""
+    rows = await db.fetch(
+        "SELECT a.id, a.action, a.actor_id, u.role FROM audit_log a JOIN users u ON u.id = a.actor_id"
+        " WHERE u.role <> 'staff' ORDER BY a.id"
+    )
+    for row in rows:
+        report.fail(None, "audit_log actor is staff",
+                    f"audit row {row['id']} {row['action']} by user {row['actor_id']} with role {row['role']}")
+
+
+def _message_of(item: Any) -> Any:
+    return getattr(item, "message", item)
+
+
+async def _check_mail(report: Report, db: Any, sink_messages: Sequence[Any] | None) -> None:
+    """One outbox row per (event, recipient); each sent row reached the sink exactly once."""
+    duplicates = await db.fetch(
+        "SELECT event_key, recipient, count(*) AS n FROM outbox GROUP BY 1, 2 HAVING count(*) > 1"
+    )
+    for row in duplicates:
+        report.fail(None, "one outbox row per (event, recipient)",
+                    f"{row['event_key']} to {row['recipient']}: {row['n']} rows")
+    if sink_messages is None:
+        return
+    rows = {row["id"]: row for row in await db.fetch("SELECT id, event_key, recipient, status FROM outbox")}
+    delivered: Counter[int] = Counter()
+    for item in sink_messages:
+        message = _message_of(item)
+        match = MESSAGE_ID.search(str(message["Message-ID"] or ""))
+        if match is None:
+            report.fail(None, "every captured mail left through the outbox", f"Message-ID {message['Message-ID']!r}")
+            continue
+        outbox_id = int(match.group(1))
+        delivered[outbox_id] += 1
+        row = rows.get(outbox_id)
+        if row is None:
+            report.fail(None, "every captured mail left through the outbox", f"no outbox row {outbox_id}")
+        elif row["recipient"] != str(message["To"]):
+            report.fail(None, "mail went to its outbox recipient",
+                        f"outbox {outbox_id} ({row['event_key']}) to {row['recipient']}, delivered to {message['To']}")
+    for outbox_id, count in delivered.items():
+        if count > 1:
+            row = rows.get(outbox_id)
+            report.fail(None, "each (event, recipient) mail sent at most once",
+                        f"outbox {outbox_id} ({row['event_key'] if row else '?'}) delivered {count} times")
+    for outbox_id, row in rows.items():
+        if row["status"] == "sent" and delivered[outbox_id] == 0:
+            report.fail(None, "a sent outbox row reached the SMTP server",
+                        f"outbox {outbox_id} ({row['event_key']} to {row['recipient']}) marked sent, never delivered")
+        if row["status"] != "sent" and delivered[outbox_id]:
+            report.fail(None, "a delivered mail is marked sent",
+                        f"outbox {outbox_id} ({row['event_key']}) delivered but {row['status']}")
+
+
+# -- lots that exist only in Redis -------------------------------------------------------
+
+
+async def stream_events(live: AuctionLive, lot_id: int) -> list[Event]:
+    """The lot's events still in its shard's ledger stream, in stream order."""
+    raw = await live.redis.xrange(live.keys.ledger_stream_for_lot(lot_id))
+    entries = [parse_entry(entry_id, fields) for entry_id, fields in raw]
+    return [_event_from_entry(entry) for entry in entries if entry.lot_id == lot_id]
+
+
+async def _check_redis_only(
+    report: Report,
+    live: AuctionLive,
+    lot_terms_by_id: Mapping[int, LotTerms],
+    receipts: Sequence[ClientReceipt],
+    rejections: Sequence[Snapshot],
+) -> None:
+    for lot_id, terms in sorted(lot_terms_by_id.items()):
+        events = await stream_events(live, lot_id)
+        snapshot = await live.snapshot(lot_id)
+        check_sequence(report, lot_id, events, final_seq=snapshot.seq if snapshot else None)
+        check_prices(report, lot_id, events)
+        check_deadlines(report, terms, events)
+        check_rejections(report, terms, events, [s for s in rejections if s.lot_id == lot_id])
+        held = snapshot is not None and snapshot.status == "held"
+        check_receipts(report, lot_id, events, [r for r in receipts if r.lot_id == lot_id], held=held)
+        expected = expected_result(terms, events)
+        check_leader_has_highest_maximum(report, lot_id, events, expected)
+        if snapshot is None:
+            report.fail(lot_id, "lot is live in Redis", "no state hash")
+            continue
+        check_live_matches_replay(report, lot_id, events, expected, snapshot)
