@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import subprocess
 import tempfile
 import time
@@ -64,6 +65,7 @@ class Plan:
     redis_benchmark_requests: int
     bid_warmup_s: float
     bid_duration_s: float
+    bid_repeats: int
     bid_runs: tuple[BidRun, ...]
     fanout_plans: tuple[FanoutPlan, ...]
     idle_sockets: int
@@ -71,8 +73,9 @@ class Plan:
 
 FULL = Plan(
     redis_benchmark_requests=200_000,
-    bid_warmup_s=3.0,
-    bid_duration_s=15.0,
+    bid_warmup_s=2.0,
+    bid_duration_s=10.0,
+    bid_repeats=3,
     bid_runs=(
         BidRun("bare", 1), BidRun("bare", 100), BidRun("bare", 100, loop="asyncio"),
         BidRun("jangteo", 1), BidRun("jangteo", 100),
@@ -81,8 +84,8 @@ FULL = Plan(
         BidRun("jangteo", 100, hiredis=False),
     ),
     fanout_plans=(
-        FanoutPlan(watchers=1000, triggers=50, spacing_s=0.25, burst=50, stall=True),
-        FanoutPlan(watchers=5000, triggers=30, spacing_s=0.8, burst=20),
+        FanoutPlan(watchers=1000, triggers=60, spacing_s=0.2, burst=50, stall=True),
+        FanoutPlan(watchers=5000, triggers=30, spacing_s=0.6, burst=20),
     ),
     idle_sockets=1000,
 )
@@ -90,6 +93,7 @@ QUICK = Plan(
     redis_benchmark_requests=20_000,
     bid_warmup_s=0.5,
     bid_duration_s=2.0,
+    bid_repeats=1,
     bid_runs=(BidRun("bare", 1), BidRun("jangteo", 1), BidRun("jangteo", 1, batching=False)),
     fanout_plans=(FanoutPlan(watchers=100, triggers=5, spacing_s=0.2, burst=5, stall=True),),
     idle_sockets=100,
@@ -133,12 +137,32 @@ async def prepare_database(database_url: str, redis_url: str) -> list[dict[str, 
 
 
 def bid_scenarios(environment: BidEnvironment, plan: Plan) -> list[dict[str, Any]]:
-    results = []
-    for run in plan.bid_runs:
-        log.info("bids: %s", run.label)
-        results.append(run_bids(environment, run, warmup_s=plan.bid_warmup_s, duration_s=plan.bid_duration_s))
-        log.info("bids: %s -> %s accepted/s, p99 %s ms", run.label, results[-1]["accepted_per_s"], results[-1]["ack_p99_ms"])
-    return results
+    """Run every bid run `plan.bid_repeats` times, round-robin, and keep the median of each.
+
+    Interleaving the rounds spreads changes in the machine's load over all runs, so a
+    baseline and the run divided by it see about the same load.
+    """
+    rounds: dict[str, list[dict[str, Any]]] = {run.label: [] for run in plan.bid_runs}
+    for round_number in range(plan.bid_repeats):
+        for run in plan.bid_runs:
+            result = run_bids(environment, run, warmup_s=plan.bid_warmup_s, duration_s=plan.bid_duration_s)
+            rounds[run.label].append(result)
+            log.info(
+                "bids: %s, round %d -> %s accepted/s, p99 %s ms", run.label, round_number + 1,
+                result["accepted_per_s"], result["ack_p99_ms"],
+            )
+    return [_median_round(results) for results in rounds.values()]
+
+
+def _median_round(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median accepted/s, with the median p50 and p99 over all rounds."""
+    by_rate = sorted(results, key=lambda result: result["accepted_per_s"])
+    median = dict(by_rate[len(by_rate) // 2])
+    for name in ("ack_p50_ms", "ack_p99_ms"):
+        median[name] = statistics.median(result[name] for result in results)
+    median["rounds_accepted_per_s"] = [result["accepted_per_s"] for result in results]
+    median["rounds_ack_p99_ms"] = [result["ack_p99_ms"] for result in results]
+    return median
 
 
 def bid_profile(environment: BidEnvironment, plan: Plan) -> dict[str, Any]:

@@ -4,10 +4,16 @@ Driven by commands on stdin, answered by one JSON line each on stdout:
 - (start)            -> {"ready": N} once every socket is open (and joined, for socket.io)
 - `stall K`          -> stop reading on the first K sockets (they stay open, unread)
 - `arm`              -> forget earlier arrivals (connection snapshots, pings)
-- `latency T1,T2,..` -> for trigger times Tk (monotonic ns), per trigger: the latest
-                        arrival of the k-th message over the reading sockets, and how many got it
-- `count SINCE`      -> messages that arrived at or after SINCE on reading sockets, and the last arrival
+- `latency T1:S1,..` -> for each trigger time Tk (monotonic ns) and the sequence number Sk
+                        its bid produced: the latest time at which a reading socket first
+                        had a message with sequence number >= Sk, and how many had one
+- `drain SINCE SEQ`  -> how many reading sockets got a message with sequence number >= SEQ,
+                        the latest first such arrival, and the messages since SINCE
 - `quit`             -> close everything and exit
+
+A message's sequence number is the largest `"seq":N` (JSON events) or `data-seq="N"`
+(Jangteo's HTML fragments) in it, so a message that carries several coalesced
+events counts for all of them.
 
 Protocols: `plain` (every frame is an event), `jangteo` (the hub's lot socket; the
 first frame is the snapshot, before `arm`), `socketio` (Engine.IO 4: answers the
@@ -19,8 +25,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import time
+from collections import Counter
 
 import uvloop
 
@@ -28,12 +36,14 @@ from bench.clients.wslite import LiteWebSocket, connect
 from bench.stats import latency_summary_ms
 
 CONNECT_CONCURRENCY = 100
+_SEQ = re.compile(rb'(?:"seq":\s*|data-seq=")(\d+)')
 
 
 class WatcherSocket:
     def __init__(self, protocol: str) -> None:
         self.protocol = protocol
         self.arrivals: list[int] = []
+        self.seqs: list[int] = []
         self.socket: LiteWebSocket | None = None
         self.joined = asyncio.get_running_loop().create_future()
         self.stalled = False
@@ -58,7 +68,7 @@ class WatcherSocket:
     def on_message(self, payload: bytes, arrival_ns: int) -> None:
         if self.protocol == "socketio":
             if payload.startswith(b"42"):
-                self.arrivals.append(arrival_ns)
+                self._record(payload, arrival_ns)
             elif payload == b"2":
                 self.send(b"3")
             elif payload.startswith(b"0{"):
@@ -66,7 +76,21 @@ class WatcherSocket:
             elif payload.startswith(b"40") and not self.joined.done():
                 self.joined.set_result(None)
             return
+        self._record(payload, arrival_ns)
+
+    def _record(self, payload: bytes, arrival_ns: int) -> None:
         self.arrivals.append(arrival_ns)
+        self.seqs.append(max((int(found) for found in _SEQ.findall(payload)), default=-1))
+
+    def first_arrival_at_or_after(self, seq: int) -> int | None:
+        for arrival, seen in zip(self.arrivals, self.seqs):
+            if seen >= seq:
+                return arrival
+        return None
+
+    @property
+    def closed(self) -> bool:
+        return self.socket is not None and self.socket.close_code is not None
 
 
 async def open_watchers(args: argparse.Namespace) -> list[WatcherSocket]:
@@ -85,14 +109,24 @@ async def open_watchers(args: argparse.Namespace) -> list[WatcherSocket]:
     return watchers
 
 
-def latency_report(watchers: list[WatcherSocket], triggers_ns: list[int]) -> dict:
-    """Match the k-th message after `arm` to the k-th trigger (each socket receives in order)."""
-    reading = [watcher for watcher in watchers if not watcher.stalled]
-    per_trigger_max = [0] * len(triggers_ns)
-    delivered = [0] * len(triggers_ns)
+def _reading(watchers: list[WatcherSocket]) -> list[WatcherSocket]:
+    return [watcher for watcher in watchers if not watcher.stalled]
+
+
+def _close_codes(watchers: list[WatcherSocket]) -> dict[str, int]:
+    return dict(Counter(str(watcher.socket.close_code) for watcher in watchers if watcher.closed and watcher.socket))
+
+
+def latency_report(watchers: list[WatcherSocket], triggers: list[tuple[int, int]]) -> dict:
+    reading = _reading(watchers)
+    per_trigger_max = [0] * len(triggers)
+    delivered = [0] * len(triggers)
     all_latencies: list[int] = []
     for watcher in reading:
-        for index, (trigger_ns, arrival_ns) in enumerate(zip(triggers_ns, watcher.arrivals)):
+        for index, (trigger_ns, seq) in enumerate(triggers):
+            arrival_ns = watcher.first_arrival_at_or_after(seq)
+            if arrival_ns is None:
+                continue
             latency = arrival_ns - trigger_ns
             delivered[index] += 1
             all_latencies.append(latency)
@@ -101,21 +135,23 @@ def latency_report(watchers: list[WatcherSocket], triggers_ns: list[int]) -> dic
         "per_trigger_max_ns": per_trigger_max,
         "delivered": delivered,
         "reading": len(reading),
+        "closed": _close_codes(watchers),
         "delivery": latency_summary_ms(all_latencies),
     }
 
 
-def count_report(watchers: list[WatcherSocket], since_ns: int) -> dict:
-    count = 0
-    last = 0
-    for watcher in watchers:
-        if watcher.stalled:
-            continue
-        for arrival in watcher.arrivals:
-            if arrival >= since_ns:
-                count += 1
-                last = max(last, arrival)
-    return {"count": count, "last_ns": last}
+def drain_report(watchers: list[WatcherSocket], since_ns: int, seq: int) -> dict:
+    reading = _reading(watchers)
+    got = 0
+    last_ns = 0
+    messages = 0
+    for watcher in reading:
+        messages += sum(1 for arrival in watcher.arrivals if arrival >= since_ns)
+        arrival_ns = watcher.first_arrival_at_or_after(seq)
+        if arrival_ns is not None:
+            got += 1
+            last_ns = max(last_ns, arrival_ns)
+    return {"got": got, "last_ns": last_ns, "messages": messages, "reading": len(reading), "closed": _close_codes(watchers)}
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -136,11 +172,14 @@ async def main(args: argparse.Namespace) -> None:
         elif command == "arm":
             for watcher in watchers:
                 watcher.arrivals.clear()
+                watcher.seqs.clear()
             emit({"armed": time.monotonic_ns()})
         elif command == "latency":
-            emit(latency_report(watchers, [int(value) for value in argument.split(",")]))
-        elif command == "count":
-            emit(count_report(watchers, int(argument)))
+            pairs = [pair.split(":") for pair in argument.split(",")]
+            emit(latency_report(watchers, [(int(time_ns), int(seq)) for time_ns, seq in pairs]))
+        elif command == "drain":
+            since_ns, seq = argument.split()
+            emit(drain_report(watchers, int(since_ns), int(seq)))
         else:
             emit({"error": f"unknown command {command!r}"})
     for watcher in watchers:

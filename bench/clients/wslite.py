@@ -43,6 +43,8 @@ class LiteWebSocket(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._handshake_done = False
+        # The close code the server sent, or 1006 when the connection ended without one.
+        self.close_code: int | None = None
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -51,6 +53,8 @@ class LiteWebSocket(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.close_code is None:
+            self.close_code = 1006
         if not self.opened.done():
             self.opened.set_exception(exc or HandshakeError("connection closed during the handshake"))
         if not self.closed.done():
@@ -102,6 +106,7 @@ class LiteWebSocket(asyncio.Protocol):
             elif opcode == OP_PING:
                 self._write(encode_frame(OP_PONG, payload))
             elif opcode == OP_CLOSE:
+                self.close_code = struct.unpack_from("!H", payload)[0] if len(payload) >= 2 else 1005
                 self._write(encode_frame(OP_CLOSE, payload[:2]))
                 assert self.transport is not None
                 self.transport.close()

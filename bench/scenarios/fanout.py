@@ -6,11 +6,13 @@ the same watcher clients connect through a real server, then:
 - latency: `triggers` bids, spaced `spacing_s` apart; for each, the time from just
   before the bid script is called to the moment the last reading watcher has the
   message. p50 and p99 are over triggers.
-- throughput: `burst` bids back to back; deliveries/s is burst x watchers divided by
-  the time from the first bid to the last arrival (a watcher of the hub that is
-  behind may get several states in one message, as designed; it counts as having
-  them all once the last message arrives).
-- stall (optional): one watcher stops reading, then the latency phase runs again.
+- throughput: `burst` bids back to back; deliveries/s is burst x (watchers that got
+  the last bid) divided by the time from the first bid to the moment the last of them
+  had it. A watcher of the hub that is behind may get several bids in one message,
+  as designed; it counts as having them all once a message carries the last bid's
+  sequence number. Watchers that were disconnected are reported, not counted.
+- stall (optional): the latency phase runs once more as a reference, then one watcher
+  stops reading and it runs again; the others' per-delivery p99 is compared.
 
 The bid is a real `AuctionLive.place_bid` on the benchmark's Redis, so the message
 leaves Redis pub/sub exactly as in production. For python-socketio the benchmark
@@ -56,8 +58,8 @@ class BidTrigger:
         self.emit = emit
         self._counter = itertools.count(1)
 
-    async def fire(self) -> int:
-        """Place one bid; return the monotonic time (ns) taken just before the script call."""
+    async def fire(self) -> tuple[int, int]:
+        """Place one bid; return the monotonic time (ns) taken just before the script call, and the bid's seq."""
         n = next(self._counter)
         started_ns = time.monotonic_ns()
         outcome = await self.live.place_bid(
@@ -66,9 +68,10 @@ class BidTrigger:
         )
         if not outcome.accepted:
             raise RuntimeError(f"fan-out trigger bid on lot {self.lot_id} was rejected: {outcome.code}")
+        assert outcome.receipt is not None
         if self.emit is not None and outcome.snapshot is not None:
             await self.emit({"lot_id": self.lot_id, "seq": outcome.snapshot.seq, "price_won": outcome.snapshot.price_won})
-        return started_ns
+        return started_ns, outcome.receipt.seq
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -108,6 +111,8 @@ async def run_fanout(
         result["latency"] = await _latency_phase(clients, plan, trigger)
         result["throughput"] = await _throughput_phase(clients, plan, trigger, server)
         if plan.stall:
+            # A reference right before the stall, so both phases see the same machine load.
+            result["reference_latency"] = await _latency_phase(clients, plan, trigger)
             _ask(clients[:1], "stall 1")
             result["stalled_latency"] = await _latency_phase(clients, plan, trigger)
         for client in clients:
@@ -120,11 +125,11 @@ async def run_fanout(
 
 async def _latency_phase(clients: list[ClientProcess], plan: FanoutPlan, trigger: BidTrigger) -> dict[str, Any]:
     _ask(clients, "arm")
-    triggers_ns = []
+    triggers: list[tuple[int, int]] = []
     for _ in range(plan.triggers):
-        triggers_ns.append(await trigger.fire())
+        triggers.append(await trigger.fire())
         await asyncio.sleep(plan.spacing_s)
-    reports = _ask(clients, "latency " + ",".join(str(t) for t in triggers_ns))
+    reports = _ask(clients, "latency " + ",".join(f"{time_ns}:{seq}" for time_ns, seq in triggers))
     last_watcher_ms = [max(values) / 1e6 for values in zip(*(report["per_trigger_max_ns"] for report in reports))]
     delivered = [sum(values) for values in zip(*(report["delivered"] for report in reports))]
     reading = sum(report["reading"] for report in reports)
@@ -133,8 +138,19 @@ async def _latency_phase(clients: list[ClientProcess], plan: FanoutPlan, trigger
         "last_watcher_p50_ms": round(percentile(last_watcher_ms, 0.50), 3),
         "last_watcher_p99_ms": round(percentile(last_watcher_ms, 0.99), 3),
         "delivery_p50_ms_per_process": [report["delivery"]["p50_ms"] for report in reports],
+        # Per-delivery p99 over every reading watcher: the larger of the two processes' values.
+        "delivery_p99_ms": max(report["delivery"]["p99_ms"] for report in reports),
         "missed_deliveries": reading * plan.triggers - sum(delivered),
+        "closed_sockets": _merge_counts(report["closed"] for report in reports),
     }
+
+
+def _merge_counts(counts: Any) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for count in counts:
+        for key, value in count.items():
+            merged[key] = merged.get(key, 0) + value
+    return merged
 
 
 async def _throughput_phase(
@@ -142,27 +158,27 @@ async def _throughput_phase(
 ) -> dict[str, Any]:
     _ask(clients, "arm")
     cpu_before = server.cpu_s()
-    first_ns = None
-    for _ in range(plan.burst):
-        started = await trigger.fire()
-        first_ns = first_ns or started
-    assert first_ns is not None
-    # Wait until no message arrived for a whole poll interval.
-    previous = -1
-    counts: list[dict[str, Any]] = []
+    fired = [await trigger.fire() for _ in range(plan.burst)]
+    first_ns, last_seq = fired[0][0], fired[-1][1]
+    # Poll until every reading socket has the last bid, or nothing changed for a whole interval.
+    previous: tuple[int, int] | None = None
+    reports: list[dict[str, Any]] = []
     while True:
         await asyncio.sleep(0.5)
-        counts = _ask(clients, f"count {first_ns}")
-        total = sum(count["count"] for count in counts)
-        if total == previous:
+        reports = _ask(clients, f"drain {first_ns} {last_seq}")
+        got = sum(report["got"] for report in reports)
+        messages = sum(report["messages"] for report in reports)
+        if got == sum(report["reading"] for report in reports) or (got, messages) == previous:
             break
-        previous = total
-    last_ns = max(count["last_ns"] for count in counts)
+        previous = (got, messages)
+    last_ns = max(report["last_ns"] for report in reports)
     elapsed_s = (last_ns - first_ns) / 1e9
     return {
         "burst": plan.burst,
-        "messages": previous,
+        "watchers_with_last_bid": got,
+        "messages": messages,
         "drain_s": round(elapsed_s, 3),
-        "deliveries_per_s": round(plan.burst * plan.watchers / elapsed_s, 1) if elapsed_s > 0 else None,
+        "deliveries_per_s": round(plan.burst * got / elapsed_s, 1) if elapsed_s > 0 else None,
         "server_cpu_s": round(server.cpu_s() - cpu_before, 3),
+        "closed_sockets": _merge_counts(report["closed"] for report in reports),
     }
