@@ -11,6 +11,7 @@ from engine.auction.closing import close_due_lots, finalize_lot
 from engine.auction.live import AuctionLive
 from engine.db import create_pool
 from engine.keys import Keys
+from invariants import check_auction_invariants
 from worker_testkit import bid_three, close_until_final, counts, send_all, wait_until_due
 
 
@@ -65,6 +66,7 @@ async def test_close_sells_once_to_leader(db, live, wk_settings, consumer, marke
     assert await send_all(db, wk_settings) == 0
     assert await counts(db, lot_id) == {"sales": 1, "orders": 1, "commissions": 1, "mails": 4}
     assert len(smtp_sink.messages) == 4
+    await check_auction_invariants(db, live, sink_messages=smtp_sink.messages)
 
 
 async def test_close_below_reserve_is_unsold(db, live, wk_settings, consumer, market):
@@ -79,6 +81,7 @@ async def test_close_below_reserve_is_unsold(db, live, wk_settings, consumer, ma
     assert await counts(db, lot_id) == {"sales": 0, "orders": 0, "commissions": 0, "mails": 2}
     keys = {row["event_key"] for row in await db.fetch("SELECT event_key FROM outbox")}
     assert keys == {f"lot:{lot_id}:lost", f"lot:{lot_id}:supplier"}
+    await check_auction_invariants(db, live)
 
 
 async def test_close_without_bids_is_unsold(db, live, wk_settings, consumer, market):
@@ -92,6 +95,7 @@ async def test_close_without_bids_is_unsold(db, live, wk_settings, consumer, mar
     snapshot = await live.snapshot(lot_id)
     assert snapshot is not None
     assert snapshot.status == "unsold"
+    await check_auction_invariants(db, live)
 
 
 async def test_close_racing_closers_sell_once(db, wk_dsn, live, wk_settings, consumer, market, redis_url):
@@ -118,6 +122,7 @@ async def test_close_racing_closers_sell_once(db, wk_dsn, live, wk_settings, con
     snapshot = await live.snapshot(lot_id)
     assert snapshot is not None
     assert snapshot.status == "sold"
+    await check_auction_invariants(db, live)
 
 
 async def test_close_finishes_after_closer_died(db, live, wk_settings, consumer, market):
@@ -142,6 +147,7 @@ async def test_close_finishes_after_closer_died(db, live, wk_settings, consumer,
     assert snapshot.status == "sold"
     assert await counts(db, lot_id) == {"sales": 1, "orders": 1, "commissions": 1, "mails": 4}
     assert await close_due_lots(db, live, wk_settings) == []
+    await check_auction_invariants(db, live)
 
 
 async def test_close_holds_lot_with_ledger_gap(db, live, wk_settings, consumer, market):
@@ -157,6 +163,7 @@ async def test_close_holds_lot_with_ledger_gap(db, live, wk_settings, consumer, 
     lot = await db.fetchrow("SELECT status, held_reason FROM lots WHERE id = $1", lot_id)
     assert lot["held_reason"] == "ledger gap"
     assert await counts(db, lot_id) == {"sales": 0, "orders": 0, "commissions": 0, "mails": 0}
+    await check_auction_invariants(db, live)
 
 
 async def test_close_holds_lot_acknowledged_beyond_redis(db, live, wk_settings, consumer, market):
@@ -170,6 +177,7 @@ async def test_close_holds_lot_acknowledged_beyond_redis(db, live, wk_settings, 
 
     assert await db.fetchval("SELECT held_reason FROM lots WHERE id = $1", lot_id) == "acknowledged sequence missing"
     assert await db.fetchval("SELECT count(*) FROM sales WHERE lot_id = $1", lot_id) == 0
+    await check_auction_invariants(db, live)
 
 
 async def test_close_waits_while_ledger_is_behind(db, live, wk_settings, consumer, market):
@@ -186,3 +194,4 @@ async def test_close_waits_while_ledger_is_behind(db, live, wk_settings, consume
     await consumer.drain()
     outcomes = await close_due_lots(db, live, patient)
     assert [o.status for o in outcomes] == ["sold"]
+    await check_auction_invariants(db, live)

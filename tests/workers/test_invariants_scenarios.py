@@ -21,7 +21,7 @@ from engine.auction.lots import LotDraft, create_lot
 from engine.auction.service import submit_bid
 from engine.config import Settings
 from engine.outbox import OutboxSender
-from invariants import check_auction_invariants
+from invariants import check_auction_invariants, lot_terms
 from worker_testkit import FINAL, Market, close_until_final, counts, make_market, send_all, wait_until_due
 
 
@@ -297,3 +297,21 @@ async def test_checker_reports_missing_lot(db, live):
     missing_id = 10_000 + secrets.randbelow(1000)
     with pytest.raises(AssertionError, match=f"lot {missing_id}: lot exists in PostgreSQL"):
         await check_auction_invariants(db, live, lot_ids=[missing_id])
+
+
+async def test_checker_redis_only_lot(db, live, market):
+    """Without a database the checker reads the ledger stream, passes an intact lot and fails a lowered price."""
+    lot_id = await market.lot(duration_s=30)
+    a, b = await market.member("김가영"), await market.member("이나래")
+    outcomes = [await market.accepted_bid(lot_id, a, 12_000), await market.accepted_bid(lot_id, b, 15_000)]
+    terms = {lot_id: lot_terms(await db.fetchrow("SELECT * FROM lots WHERE id = $1", lot_id))}
+    await check_auction_invariants(None, live, receipts=outcomes, lot_terms_by_id=terms)
+
+    third = await market.accepted_bid(lot_id, a, 20_000)
+    stream = live.keys.ledger_stream_for_lot(lot_id)
+    entry_id, fields = (await live.redis.xrange(stream))[-1]
+    await live.redis.xdel(stream, entry_id)
+    await live.redis.xadd(stream, {**fields, b"price": b"9000"})
+
+    with pytest.raises(AssertionError, match="accepted bid lowered the price"):
+        await check_auction_invariants(None, live, receipts=[*outcomes, third], lot_terms_by_id=terms)

@@ -20,6 +20,7 @@ from engine.auction.ledger import LedgerConsumer, note_acknowledged
 from engine.auction.live import AuctionLive, Receipt
 from engine.keys import Keys
 
+from invariants import check_auction_invariants
 from worker_testkit import close_until_final, make_market, send_all, wait_until_due
 
 pytestmark = pytest.mark.slow
@@ -129,6 +130,7 @@ async def test_killed_redis_keeps_acknowledged_bids(db, private_redis, private_l
     await assert_receipts_recorded(db, lot_id, receipts)
     assert max(r.seq for r in receipts) < await db.fetchval("SELECT final_seq FROM lots WHERE id = $1", lot_id)
     await assert_closed_once(db, live, lot_id, wk_settings, smtp_sink)
+    await check_auction_invariants(db, live, receipts=receipts, sink_messages=smtp_sink.messages)
 
 
 async def test_empty_redis_is_rebuilt_before_bids(db, private_redis, private_live, wk_settings, smtp_sink):
@@ -170,6 +172,7 @@ async def test_empty_redis_is_rebuilt_before_bids(db, private_redis, private_liv
     sale = await db.fetchrow("SELECT buyer_id, price_won FROM sales WHERE lot_id = $1", lot_id)
     assert (sale["buyer_id"], sale["price_won"]) == (first.user_id, 25_500)
     await assert_closed_once(db, live, lot_id, wk_settings, smtp_sink)
+    await check_auction_invariants(db, live, receipts=[*receipts, retried], sink_messages=smtp_sink.messages)
 
 
 async def test_lost_tail_holds_lot(db, private_redis, private_live, wk_settings):
@@ -179,7 +182,7 @@ async def test_lost_tail_holds_lot(db, private_redis, private_live, wk_settings)
     consumer = LedgerConsumer(db, live.redis, live.keys, block_ms=50)
     lot_id = await market.lot(duration_s=3)
     first, second = await market.member("김가영"), await market.member("이나래")
-    await bid_until_answered(live, lot_id, first, 20_000)
+    first_receipt = await bid_until_answered(live, lot_id, first, 20_000)
     await consumer.drain()
     lost = await bid_until_answered(live, lot_id, second, 25_000)
     assert lost is not None
@@ -201,3 +204,4 @@ async def test_lost_tail_holds_lot(db, private_redis, private_live, wk_settings)
     assert await db.fetchval("SELECT status FROM lots WHERE id = $1", lot_id) == "held"
     assert await db.fetchval("SELECT held_reason FROM lots WHERE id = $1", lot_id) == "acknowledged sequence missing"
     assert await db.fetchval("SELECT count(*) FROM sales") == 0
+    await check_auction_invariants(db, live, receipts=[first_receipt, lost])

@@ -11,6 +11,7 @@ from engine.auction.closing import close_due_lots
 from engine.errors import DomainError
 from engine.orders import cancel_unpaid_orders, confirm_deposit
 
+from invariants import check_auction_invariants
 from worker_testkit import bid_three, close_until_final, wait_until_due
 
 
@@ -44,6 +45,7 @@ async def test_void_recomputes_price_from_remaining_bids(db, live, wk_settings, 
     void = await db.fetchrow("SELECT * FROM lot_events WHERE lot_id = $1 AND kind = 'void'", lot_id)
     assert void["voided_seq"] == b_seq
     assert void["user_id"] == market.staff.user_id
+    await check_auction_invariants(db, live)
 
 
 async def test_void_rejects_unknown_and_repeated(db, live, consumer, market):
@@ -67,7 +69,7 @@ async def test_cancel_stops_bids(db, live, wk_settings, consumer, market):
     """A cancelled lot rejects bids, is never sold, and the cancel is audited once."""
     lot_id = await market.lot(duration_s=1)
     bidder = await market.member()
-    await market.accepted_bid(lot_id, bidder, 20_000)
+    first = await market.accepted_bid(lot_id, bidder, 20_000)
 
     await staff.cancel_lot(db, live, market.staff, lot_id)
 
@@ -81,6 +83,7 @@ async def test_cancel_stops_bids(db, live, wk_settings, consumer, market):
     await consumer.drain()
     assert await db.fetchval("SELECT count(*) FROM sales WHERE lot_id = $1", lot_id) == 0
     assert await db.fetchval("SELECT kind FROM lot_events WHERE lot_id = $1 AND seq = 2", lot_id) == "cancel"
+    await check_auction_invariants(db, live, receipts=[first, outcome])
 
 
 async def test_extend_moves_end(db, live, consumer, market):
@@ -135,6 +138,7 @@ async def test_member_cannot_use_staff_actions(db, live, consumer, market):
     )
     assert await db.fetchval("SELECT status FROM lots WHERE id = $1", lot_id) == "open"
     assert await db.fetchval("SELECT count(*) FROM audit_log") == 0
+    await check_auction_invariants(db, live)
 
 
 async def test_second_chance_offer_and_accept(db, live, wk_settings, consumer, market):
@@ -174,6 +178,7 @@ async def test_second_chance_offer_and_accept(db, live, wk_settings, consumer, m
         await staff.accept_second_chance(db, wk_settings, c, offer_id)
     assert again.value.code == "offer_not_open"
     assert await audit_actions(db, lot_id) == ["lot.second_chance_offer"]
+    await check_auction_invariants(db, live)
 
 
 async def test_confirm_deposit_marks_paid_once(db, live, wk_settings, consumer, market):
@@ -199,6 +204,7 @@ async def test_confirm_deposit_marks_paid_once(db, live, wk_settings, consumer, 
     assert await audit_actions(db, order_id) == ["order.confirm_deposit"]
     subject = await db.fetchval("SELECT subject FROM outbox WHERE event_key = $1", f"order:{order_id}:paid")
     assert "입금이 확인되었습니다" in subject
+    await check_auction_invariants(db, live)
 
 
 async def test_unpaid_orders_lapse_at_due_time(db, live, wk_settings, consumer, market):
@@ -217,3 +223,4 @@ async def test_unpaid_orders_lapse_at_due_time(db, live, wk_settings, consumer, 
     assert await db.fetchval("SELECT status FROM orders WHERE id = $1", order_id) == "cancelled"
     assert await db.fetchval("SELECT sum(amount_won) FROM money_ledger WHERE entry LIKE 'commission%'") == 0
     assert await db.fetchval("SELECT count(*) FROM outbox WHERE event_key = $1", f"order:{order_id}:cancelled") == 1
+    await check_auction_invariants(db, live)

@@ -18,6 +18,7 @@ from engine.auction.batching import Script, ScriptBatcher
 from engine.auction.live import BID_SCRIPT, AuctionLive, BidOutcome
 from engine.auction.rules import LotTerms, replay_bids
 from engine.keys import Keys
+from invariants import check_auction_invariants
 
 BIDDERS = 50
 BIDS = 500
@@ -117,6 +118,7 @@ async def _check_invariants(
         assert receipt.server_ms >= terms.start_ms
     rejected = {outcome.code for outcome in outcomes if not outcome.accepted}
     assert rejected <= {"bid_too_low", "max_not_raised"}
+    await check_auction_invariants(None, live, receipts=outcomes, lot_terms_by_id={terms.lot_id: terms})
 
 
 async def _bid(live: AuctionLive, user: int, amount: int, client_id: str) -> BidOutcome:
@@ -189,6 +191,7 @@ async def test_concurrent_bids_at_end(live: AuctionLive, keys: Keys, redis_url: 
             assert outcome.snapshot.server_ms < terms.end_ms
     entries = await _stream_entries(live, LOT_ID)
     assert len(entries) == len(accepted)
+    await check_auction_invariants(None, live, receipts=outcomes, lot_terms_by_id={LOT_ID: terms})
 
 
 # -- ScriptBatcher -----------------------------------------------------------------------
@@ -198,7 +201,7 @@ async def test_batcher_sends_concurrent_calls_in_one_pipeline(redis_client: redi
     """Calls issued in one event-loop pass share one pipeline; awaited one by one, each gets its own."""
     batcher = CountingBatcher(redis_client)
     live = AuctionLive(redis_client, keys, batcher=batcher)
-    await _load(live)
+    terms = await _load(live)
     batcher.pipelines.clear()
 
     outcomes = await asyncio.gather(*(_bid(live, user, 1_000 * user, f"g{user}") for user in range(1, 101)))
@@ -207,26 +210,28 @@ async def test_batcher_sends_concurrent_calls_in_one_pipeline(redis_client: redi
 
     batcher.pipelines.clear()
     for user in range(1, 4):
-        await _bid(live, user, 200_000 * user, f"s{user}")
+        outcomes.append(await _bid(live, user, 200_000 * user, f"s{user}"))
     assert batcher.pipelines == [1, 1, 1]
+    await check_auction_invariants(None, live, receipts=outcomes, lot_terms_by_id={LOT_ID: terms})
 
 
 async def test_batcher_splits_at_max_batch(redis_client: redis.asyncio.Redis, keys: Keys) -> None:
     """More concurrent calls than max_batch go out as several pipelines, each call once."""
     batcher = CountingBatcher(redis_client, max_batch=32)
     live = AuctionLive(redis_client, keys, batcher=batcher)
-    await _load(live)
+    terms = await _load(live)
     batcher.pipelines.clear()
     outcomes = await asyncio.gather(*(_bid(live, user, 1_000 * user, f"g{user}") for user in range(1, 101)))
     assert sum(batcher.pipelines) == 100
     assert max(batcher.pipelines) <= 32
     assert sorted(outcome.receipt.seq for outcome in outcomes if outcome.receipt) == list(range(1, 101))
+    await check_auction_invariants(None, live, receipts=outcomes, lot_terms_by_id={LOT_ID: terms})
 
 
 async def test_batcher_isolates_failing_call(redis_client: redis.asyncio.Redis, keys: Keys) -> None:
     """A call that fails inside Redis raises for its caller only; its neighbours in the pipeline succeed."""
     live = AuctionLive(redis_client, keys)
-    await _load(live)
+    terms = await _load(live)
     failing = Script("return redis.error_reply('ERR broken on purpose')")
     results = await asyncio.gather(
         _bid(live, 1, 5_000, "before"),
@@ -237,6 +242,7 @@ async def test_batcher_isolates_failing_call(redis_client: redis.asyncio.Redis, 
     assert isinstance(results[1], redis.ResponseError)
     assert "broken on purpose" in str(results[1])
     assert [result.receipt.seq for result in (results[0], results[2])] == [1, 2]  # type: ignore[union-attr]
+    await check_auction_invariants(None, live, receipts=[results[0], results[2]], lot_terms_by_id={LOT_ID: terms})
 
 
 # -- NOSCRIPT recovery on a private server -------------------------------------------------
@@ -301,3 +307,4 @@ async def test_noscript_retries_only_missing_calls(private_client: redis.asyncio
     assert [int(entry["seq"]) for entry in entries] == list(range(1, 2 + len(outcomes)))
     for lot_id in (2, 3):
         assert await private_client.hget(keys.lot_state(lot_id), "lot_id") == str(lot_id).encode()
+    await check_auction_invariants(None, live, receipts=outcomes, lot_terms_by_id={LOT_ID: terms})
