@@ -1,9 +1,9 @@
 """The auction invariants, checked at the end of every test scenario.
 
-`check_auction_invariants` reads what a scenario left behind (the `lots` rows, the
+`check_auction_invariants` reads what a scenario left behind: the `lots` rows, the
 `lot_events` ledger, sales, orders, the money ledger, the outbox, the audit log,
 the live state in Redis, the receipts the clients got and the messages the SMTP
-sink captured) and raises one AssertionError that lists every broken invariant,
+sink captured. It raises one AssertionError that lists every broken invariant,
 each line naming the lot, the invariant and the values. It checks:
 
 - result: a sold lot has one winner at the price and leader that the proxy rules
@@ -70,7 +70,7 @@ class Event:
 
 @dataclass(frozen=True)
 class ClientReceipt:
-    """What a client was told about an accepted action; None where the caller did not keep it."""
+    """The receipt a client received for an accepted action; None in fields the caller did not keep."""
 
     lot_id: int
     seq: int
@@ -180,7 +180,7 @@ def _voided(events: Sequence[Event]) -> set[int]:
 
 
 def check_sequence(report: Report, lot_id: int, events: Sequence[Event], *, final_seq: int | None) -> None:
-    """The ledger holds the seqs 1..N with no gap (and N is the final seq when there is one)."""
+    """Check that the ledger contains the seqs 1..N with no gap, N being the final seq when there is one."""
     seqs = [e.seq for e in events]
     if seqs != list(range(1, len(seqs) + 1)):
         missing = sorted(set(range(1, max(seqs, default=0) + 1)) - set(seqs))
@@ -190,7 +190,7 @@ def check_sequence(report: Report, lot_id: int, events: Sequence[Event], *, fina
 
 
 def check_prices(report: Report, lot_id: int, events: Sequence[Event]) -> None:
-    """No accepted bid lowers the price; a challenger's bid (not the leader's) strictly raises it."""
+    """Check that no accepted bid lowers the price and that every challenger's bid strictly raises it."""
     price, leader = 0, None
     for event in events:
         if event.kind in ACTIONS:
@@ -213,7 +213,7 @@ def _soft_close_end(terms: LotTerms, end_ms: int, now_ms: int) -> int:
 
 
 def check_deadlines(report: Report, terms: LotTerms, events: Sequence[Event]) -> None:
-    """Bids arrive after the start and before the end at that moment, and move the end as soft close says."""
+    """Check that bids arrive after the start and before the end then in force, extending it as soft close requires."""
     lot_id = terms.lot_id
     end_ms = terms.end_ms
     for event in events:
@@ -248,7 +248,7 @@ def end_after(terms: LotTerms, events: Sequence[Event], seq: int) -> int | None:
 
 
 def check_rejections(report: Report, terms: LotTerms, events: Sequence[Event], rejections: Sequence[Snapshot]) -> None:
-    """A bid rejected as ended arrived at or after the end that the ledger had at that seq."""
+    """Check that a bid rejected as ended arrived at or after the end that the ledger had at that seq."""
     for snapshot in rejections:
         if snapshot.status in ("cancelled", "held"):
             continue
@@ -265,7 +265,7 @@ def check_rejections(report: Report, terms: LotTerms, events: Sequence[Event], r
 def check_receipts(
     report: Report, lot_id: int, events: Sequence[Event], receipts: Sequence[ClientReceipt], *, held: bool
 ) -> None:
-    """Every receipt a client got is a ledger row with the same seq, kind and amount (unless held)."""
+    """Check that every receipt matches a ledger row in seq, kind and amount, unless the lot is held."""
     if held:
         return
     by_seq = {e.seq: e for e in events}
@@ -274,18 +274,19 @@ def check_receipts(
         if event is None:
             report.fail(lot_id, "receipt missing from the ledger", f"seq {receipt.seq} amount {receipt.amount_won}")
             continue
-        told = (receipt.kind or event.kind, receipt.amount_won)
+        received = (receipt.kind or event.kind, receipt.amount_won)
         stored = (event.kind, event.amount_won)
-        if told != stored:
-            report.fail(lot_id, "receipt differs from the ledger", f"seq {receipt.seq}: receipt {told}, ledger {stored}")
-        for name, told_value, stored_value in (
+        if received != stored:
+            report.fail(lot_id, "receipt differs from the ledger",
+                        f"seq {receipt.seq}: receipt {received}, ledger {stored}")
+        for name, received_value, stored_value in (
             ("price_won", receipt.price_won, event.price_won),
             ("end_ms", receipt.end_ms, event.end_ms),
             ("server_ms", receipt.server_ms, event.server_ms),
         ):
-            if told_value is not None and told_value != stored_value:
+            if received_value is not None and received_value != stored_value:
                 report.fail(lot_id, "receipt differs from the ledger",
-                            f"seq {receipt.seq}: receipt {name} {told_value}, ledger {stored_value}")
+                            f"seq {receipt.seq}: receipt {name} {received_value}, ledger {stored_value}")
 
 
 @dataclass(frozen=True)
@@ -313,7 +314,7 @@ def expected_result(terms: LotTerms, events: Sequence[Event]) -> Expected:
 
 
 def check_leader_has_highest_maximum(report: Report, lot_id: int, events: Sequence[Event], expected: Expected) -> None:
-    """Independent of the replay: the leader placed the earliest of the highest non-voided maximums."""
+    """Check, without the replay, that the leader placed the earliest of the highest non-voided maximums."""
     if not expected.replayed_all or any(e.kind == "buy_now" for e in events):
         return
     voided = _voided(events)
@@ -331,7 +332,7 @@ def check_leader_has_highest_maximum(report: Report, lot_id: int, events: Sequen
 def check_live_matches_replay(
     report: Report, lot_id: int, events: Sequence[Event], expected: Expected, snapshot: Snapshot
 ) -> None:
-    """A lot's live price and leader are what the rules give for the ledger's bids up to its seq."""
+    """Check that Redis's price and leader are what the rules give for the ledger's bids up to its seq."""
     if not events or events[-1].seq != snapshot.seq or any(e.kind == "buy_now" for e in events):
         return
     live = (snapshot.price_won, snapshot.leader_id)
@@ -353,7 +354,7 @@ async def check_auction_invariants(
     lot_ids: Iterable[int] | None = None,
     lot_terms_by_id: Mapping[int, LotTerms] | None = None,
 ) -> None:
-    """Check every auction invariant the given data allows; raise AssertionError listing what broke.
+    """Check every auction invariant the given data allows, and raise one AssertionError listing what broke.
 
     `db` is an asyncpg pool or connection (a connection inside a transaction lets a
     test corrupt rows and roll back), or None for lots that exist only in Redis, whose
@@ -420,13 +421,13 @@ async def _check_lot(
     rejections: Sequence[Snapshot],
 ) -> None:
     lot_id, status = lot["id"], lot["status"]
-    held = status == "held"
+    is_held = status == "held"
     if status in ("sold", "unsold", "cancelled"):
         check_sequence(report, lot_id, events, final_seq=lot["final_seq"])
     check_prices(report, lot_id, events)
     check_deadlines(report, terms, events)
     check_rejections(report, terms, events, rejections)
-    check_receipts(report, lot_id, events, receipts, held=held)
+    check_receipts(report, lot_id, events, receipts, held=is_held)
     _check_who(report, lot, events, users)
 
     expected = expected_result(terms, events)
@@ -446,7 +447,7 @@ async def _check_lot(
 def _check_who(
     report: Report, lot: Mapping[str, Any], events: Sequence[Event], users: Mapping[int, Mapping[str, Any]]
 ) -> None:
-    """No bid by the lot's supplier or by staff; staff events carry a staff member's id."""
+    """Check that neither the lot's supplier nor staff bid, and that staff events carry a staff member's id."""
     lot_id = lot["id"]
     for event in events:
         user = users.get(event.user_id) if event.user_id else None
@@ -465,7 +466,7 @@ def _check_who(
 
 
 def _check_result(report: Report, lot: Mapping[str, Any], events: Sequence[Event], expected: Expected) -> None:
-    """A closed lot's status, and its last event's price and leader, are what the rules give."""
+    """Check that a closed lot's status and its last event's price and leader are what the rules give."""
     lot_id, status = lot["id"], lot["status"]
     if (status == "sold") != expected.sold:
         report.fail(lot_id, "sold exactly when a bid met the reserve",
@@ -481,13 +482,13 @@ def _check_result(report: Report, lot: Mapping[str, Any], events: Sequence[Event
 
 
 async def _check_sales(report: Report, db: Any, lot: Mapping[str, Any], expected: Expected) -> None:
-    """At most one sale (and one second-chance sale) per lot, each with one order, sale row and commission row."""
+    """Check for at most one sale (and one second-chance sale) per lot, each with one order and its money rows."""
     lot_id, status = lot["id"], lot["status"]
     sales = await db.fetch("SELECT * FROM sales WHERE lot_id = $1 ORDER BY id", lot_id)
     first = [s for s in sales if not s["second_chance"]]
     second = [s for s in sales if s["second_chance"]]
-    wanted_first = 1 if status == "sold" else 0
-    if len(first) != wanted_first:
+    expected_count = 1 if status == "sold" else 0
+    if len(first) != expected_count:
         report.fail(lot_id, "one sale per sold lot", f"status {status}, {len(first)} sale(s)")
     if len(second) > 1:
         report.fail(lot_id, "at most one second-chance sale", f"{len(second)} second-chance sales")
@@ -516,14 +517,16 @@ async def _check_order(report: Report, db: Any, lot: Mapping[str, Any], sale: Ma
         return
     order = orders[0]
     got = (order["buyer_id"], order["amount_won"], order["supplier_id"], order["channel"])
-    wanted = (sale["buyer_id"], sale["price_won"], lot["supplier_id"], "auction")
-    if got != wanted:
+    expected = (sale["buyer_id"], sale["price_won"], lot["supplier_id"], "auction")
+    if got != expected:
         report.fail(lot_id, "order matches its sale",
-                    f"order {order['id']} (buyer, amount, supplier, channel) {got}, expected {wanted}")
+                    f"order {order['id']} (buyer, amount, supplier, channel) {got}, expected {expected}")
+
     entries = await db.fetch("SELECT * FROM money_ledger WHERE order_id = $1 ORDER BY id", order["id"])
     by_entry: dict[str, list[Mapping[str, Any]]] = {}
     for entry in entries:
         by_entry.setdefault(entry["entry"], []).append(entry)
+
     sale_rows = by_entry.get("sale", [])
     commissions = by_entry.get("commission", [])
     if [row["amount_won"] for row in sale_rows] != [sale["price_won"]]:
@@ -553,7 +556,7 @@ async def _check_close_mails(
     users: Mapping[int, Mapping[str, Any]],
     expected: Expected,
 ) -> None:
-    """A closed lot mails its winner, every other bidder and its supplier once; other lots send no close mail."""
+    """Check that a closed lot mails its winner, every other bidder and its supplier once, and other lots no one."""
     lot_id, status = lot["id"], lot["status"]
     rows = await db.fetch(
         "SELECT event_key, recipient FROM outbox WHERE event_key = ANY($1::text[])",
@@ -570,17 +573,18 @@ async def _check_close_mails(
         return
     bidders = {e.user_id for e in events if e.kind in ACTIONS and e.user_id}
     winner = expected.winner_id if status == "sold" else None
-    wanted = {
+    expected_mails = {
         "won": [users[winner]["email"]] if winner in users else [],
         "lost": sorted(users[u]["email"] for u in bidders - {winner} if u in users),
         "supplier": [lot["supplier_email"]],
     }
-    if got != wanted:
-        report.fail(lot_id, "close mails to winner, other bidders and supplier once", f"outbox {got}, expected {wanted}")
+    if got != expected_mails:
+        report.fail(lot_id, "close mails to winner, other bidders and supplier once",
+                    f"outbox {got}, expected {expected_mails}")
 
 
 def _check_live_agrees(report: Report, lot: Mapping[str, Any], events: Sequence[Event], snapshot: Snapshot) -> None:
-    """After a close (or cancel) Redis and PostgreSQL agree on status, seq, price and leader."""
+    """Check that after a close or cancel Redis and PostgreSQL agree on status, seq, price and leader."""
     lot_id, status = lot["id"], lot["status"]
     last_seq = events[-1].seq if events else 0
     if status in ("sold", "unsold", "cancelled"):
@@ -599,7 +603,7 @@ def _check_live_agrees(report: Report, lot: Mapping[str, Any], events: Sequence[
 
 
 async def _check_audit_log(report: Report, db: Any) -> None:
-    """Only staff reach staff functions: every audit_log actor has the staff role."""
+    """Check that only staff reach staff functions: every audit_log actor has the staff role."""
     rows = await db.fetch(
         "SELECT a.id, a.action, a.actor_id, u.role FROM audit_log a JOIN users u ON u.id = a.actor_id"
         " WHERE u.role <> 'staff' ORDER BY a.id"
@@ -614,7 +618,7 @@ def _message_of(item: Any) -> Any:
 
 
 async def _check_mail(report: Report, db: Any, sink_messages: Sequence[Any] | None) -> None:
-    """One outbox row per (event, recipient); each sent row reached the sink exactly once."""
+    """Check for one outbox row per (event, recipient), each sent row delivered to the sink exactly once."""
     duplicates = await db.fetch(
         "SELECT event_key, recipient, count(*) AS n FROM outbox GROUP BY 1, 2 HAVING count(*) > 1"
     )
@@ -677,8 +681,8 @@ async def _check_redis_only(
         check_prices(report, lot_id, events)
         check_deadlines(report, terms, events)
         check_rejections(report, terms, events, [s for s in rejections if s.lot_id == lot_id])
-        held = snapshot is not None and snapshot.status == "held"
-        check_receipts(report, lot_id, events, [r for r in receipts if r.lot_id == lot_id], held=held)
+        is_held = snapshot is not None and snapshot.status == "held"
+        check_receipts(report, lot_id, events, [r for r in receipts if r.lot_id == lot_id], held=is_held)
         expected = expected_result(terms, events)
         check_leader_has_highest_maximum(report, lot_id, events, expected)
         if snapshot is None:
