@@ -156,7 +156,7 @@ def render_tables(results: dict[str, Any]) -> str:
     lines: list[str] = []
     machine, versions = results["machine"], results["versions"]
     lines += [
-        f"Run: {results['started_at']} ({results['mode']} run) on {machine['nproc']} cores, "
+        f"Run: {results['started_at']} ({results['mode']} run) of commit {results.get('commit', 'unknown')} on {machine['nproc']} cores, "
         f"{machine['cpu_model']}, Linux {machine['kernel']}; 1-minute load average "
         f"{machine['load_average_start'][0]:.1f} at the start, {machine.get('load_average_end', [math.nan])[0]:.1f} at the end.",
         "",

@@ -113,6 +113,17 @@ def versions(redis: BenchRedis) -> dict[str, str]:
     return found
 
 
+def source_commit() -> str:
+    """The benchmarked commit: JANGTEO_BENCH_COMMIT (for a `git archive` copy), else HEAD, marked when dirty."""
+    if os.environ.get("JANGTEO_BENCH_COMMIT"):
+        return os.environ["JANGTEO_BENCH_COMMIT"]
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+    if head.returncode != 0:
+        return "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+    return head.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
+
+
 def machine() -> dict[str, Any]:
     model = "unknown"
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
@@ -281,6 +292,7 @@ def run(plan: Plan, *, quick: bool, only: set[str] | None = None) -> dict[str, A
                 results: dict[str, Any] = {
                     "mode": "quick" if quick else "full",
                     "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "commit": source_commit(),
                     "open_file_limit": open_files,
                     "machine": machine(),
                     "versions": versions(redis),

@@ -32,5 +32,5 @@ def create_app() -> socketio.ASGIApp:
 
 
 def create_emitter(redis_url: str) -> socketio.AsyncRedisManager:
-    """The external emitter the benchmark uses (publishes on Redis only)."""
+    """Create the external emitter the benchmark uses (it only publishes on Redis)."""
     return socketio.AsyncRedisManager(redis_url, channel=SOCKETIO_CHANNEL, write_only=True)

@@ -2,7 +2,7 @@
 
 Protocols:
 - `jangteo`: `web/api/ws_bids.py` (session cookie, Origin, a hello message with the
-  CSRF token, then `{"type": "bid", ...}` messages answered by `{"type": "ack", ...}`);
+  CSRF token, then `{"type": "bid", ...}` messages, each acknowledged by `{"type": "ack", ...}`);
 - `bare`: the baseline endpoint of `bench/baselines/starlette_evalsha.py`, which
   answers each message with the bid script's raw reply.
 
@@ -28,7 +28,7 @@ from bench.bidload import BASE_AMOUNT_WON, STEP_AMOUNT_WON
 from bench.clients.wslite import connect
 from bench.stats import latency_summary_ms
 
-# Client ids must differ between runs on the same lots, or the script answers `client_id_reused`.
+# Client ids must differ between runs on the same lots, or the script rejects them as `client_id_reused`.
 RUN_TAG = secrets.token_hex(4)
 ACCEPTED_MARKERS = (b'"accepted":true', b'"ok":true')
 

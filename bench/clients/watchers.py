@@ -1,6 +1,6 @@
 """Websocket watchers of one lot: connect N sockets, then record when each message arrives.
 
-Driven by commands on stdin, answered by one JSON line each on stdout:
+Driven by commands on stdin; each command gets one JSON line on stdout:
 - (start)            -> {"ready": N} once every socket is open (and joined, for socket.io)
 - `stall K`          -> stop reading on the first K sockets (they stay open, unread)
 - `arm`              -> forget earlier arrivals (connection snapshots, pings)
@@ -48,7 +48,7 @@ class WatcherSocket:
         self.joined = asyncio.get_running_loop().create_future()
         self.stalled = False
         # Frames to send that arrived before `connect` returned the socket (the
-        # Engine.IO open packet can come in the same read as the 101 answer).
+        # Engine.IO open packet can come in the same read as the 101 response).
         self._unsent: list[bytes] = []
         if protocol != "socketio":
             self.joined.set_result(None)

@@ -26,7 +26,7 @@ class HandshakeError(Exception):
 
 
 def encode_frame(opcode: int, payload: bytes) -> bytes:
-    """One final, masked client frame (all-zero key, so the payload goes out unchanged)."""
+    """Encode one final, masked client frame (all-zero key, so the payload goes out unchanged)."""
     length = len(payload)
     if length < 126:
         header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
@@ -139,7 +139,7 @@ async def connect(
     on_message: Callable[[bytes, int], None] | None = None,
     timeout_s: float = 30.0,
 ) -> LiteWebSocket:
-    """Open a websocket to ws://host:port/path and wait for the 101 answer."""
+    """Open a websocket to ws://host:port/path and wait for the 101 response."""
     loop = asyncio.get_running_loop()
     _, protocol = await loop.create_connection(lambda: LiteWebSocket(on_message), host, port)
     key = base64.b64encode(os.urandom(16)).decode()

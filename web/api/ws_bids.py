@@ -8,7 +8,7 @@ checks, one Lua script call, the receipt), without an HTTP request per bid.
 Protocol (JSON text frames):
 
 1. The handshake needs an allowed Origin and a signed-in session cookie; otherwise
-   it is answered 403 (closed with 1008 before accepting).
+   the server responds 403 (a close with 1008 before accepting).
 2. The first message must be `{"type": "hello", "csrf_token": T}` with the
    session's CSRF token (as in `X-CSRF-Token`); the answer is `{"type": "ready"}`,
    and a wrong token closes the socket with 1008.
