@@ -19,7 +19,11 @@ log = logging.getLogger("jangteo.acks")
 
 
 class AckMarks:
-    def __init__(self) -> None:
+    """Highest acknowledged sequence number per lot (or campaign, with `table` and `id_column`)."""
+
+    def __init__(self, *, table: str = "lot_ack_marks", id_column: str = "lot_id") -> None:
+        self._table = table
+        self._id_column = id_column
         self._highest: dict[int, int] = {}
         self._unsaved: dict[int, int] = {}
 
@@ -45,11 +49,12 @@ class AckMarks:
             return 0
         batch, self._unsaved = self._unsaved, {}
         try:
+            table, column = self._table, self._id_column
             await db.execute(
-                """INSERT INTO lot_ack_marks (lot_id, seq)
+                f"""INSERT INTO {table} ({column}, seq)
                    SELECT * FROM unnest($1::bigint[], $2::bigint[])
-                   ON CONFLICT (lot_id) DO UPDATE
-                   SET seq = GREATEST(lot_ack_marks.seq, EXCLUDED.seq), updated_at = now()""",
+                   ON CONFLICT ({column}) DO UPDATE
+                   SET seq = GREATEST({table}.seq, EXCLUDED.seq), updated_at = now()""",
                 list(batch), list(batch.values()),
             )
         except BaseException:

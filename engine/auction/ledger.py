@@ -1,6 +1,9 @@
-"""The ledger consumer: copies every accepted lot action from Redis into `lot_events`.
+"""The ledger consumer: copies every accepted action from Redis into PostgreSQL.
 
-Each shard's stream (`keys.ledger_stream(n)`) is read through the consumer group
+One class serves every live object kind, described by a `LedgerSpec`: lots
+(`LOT_LEDGER`, shard streams `keys.ledger_stream(n)` into `lot_events`) and group-buy
+campaigns (`engine.groupbuy.ledger.CAMPAIGN_LEDGER`, `keys.campaign_ledger_stream(n)`
+into `pledge_events`). Each shard's stream is read through the consumer group
 `ledger`. Entries are inserted in batches (`ON CONFLICT DO NOTHING`, so a redelivered
 entry is a no-op) and acknowledged and deleted from the stream only after the
 PostgreSQL commit, so an entry leaves Redis only once it is in the record.
@@ -13,7 +16,8 @@ Failure handling:
 - Redis came back without the group (restart without its data): the group is created
   again (MKSTREAM, from id 0).
 - Redis reissued a sequence number it had lost (same `(lot_id, seq)`, other content):
-  the lot is marked `held` with `held_reason = 'sequence conflict'` for staff review.
+  the lot (or campaign) is marked `held` with `held_reason = 'sequence conflict'` for
+  staff review.
 
 All commands are single-key, so the consumer works on Redis Cluster. One process
 runs one loop per shard, each blocking at most `block_ms` in XREADGROUP, so a new
@@ -28,9 +32,10 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from redis.asyncio import Redis
@@ -116,6 +121,37 @@ def parse_entry(stream_id: bytes, fields: dict[Any, Any]) -> LedgerEntry:
     )
 
 
+class Entry(Protocol):
+    """A parsed stream entry of any ledger: `key` is (owner id, seq)."""
+
+    stream_id: bytes
+
+    @property
+    def key(self) -> tuple[int, int]: ...
+
+    def content(self) -> tuple[Any, ...]: ...
+
+
+@dataclass(frozen=True)
+class LedgerSpec:
+    """How the stream entries of one kind of live object become rows of its ledger table.
+
+    `insert_sql` takes the arrays of `columns(entries)`, inserts with ON CONFLICT DO
+    NOTHING and returns (owner id, seq) of the rows it inserted. `select_sql` takes
+    the owner ids and seqs as two arrays and returns owner id, seq, then the stored
+    values in the order of `Entry.content()`.
+    """
+
+    name: str  # "lot" or "campaign", for log lines
+    stream: Callable[[Keys, int], str]
+    parse: Callable[[bytes, dict[Any, Any]], Entry]
+    insert_sql: str
+    select_sql: str
+    columns: Callable[[Sequence[Any]], list[list[Any]]]
+    hold: Callable[[asyncpg.Connection, int, str], Awaitable[bool]]
+    exists_sql: str  # SELECT 1 for the owner id $1
+
+
 # -- storing ------------------------------------------------------------------------
 
 _INSERT_BATCH = """
@@ -148,7 +184,7 @@ class StoreResult:
         return len(self.rejected_keys)
 
 
-def _columns(entries: list[LedgerEntry]) -> list[list[Any]]:
+def _columns(entries: Sequence[LedgerEntry]) -> list[list[Any]]:
     return [
         [e.lot_id for e in entries], [e.seq for e in entries], [e.kind for e in entries],
         [e.user_id for e in entries], [e.client_id for e in entries], [e.amount_won for e in entries],
@@ -169,18 +205,38 @@ async def hold_lot(connection: asyncpg.Connection, lot_id: int, reason: str) -> 
     return changed is not None
 
 
+LOT_LEDGER = LedgerSpec(
+    name="lot",
+    stream=lambda keys, shard: keys.ledger_stream(shard),
+    parse=parse_entry,
+    insert_sql=_INSERT_BATCH,
+    select_sql=_SELECT_STORED,
+    columns=_columns,
+    hold=hold_lot,
+    exists_sql="SELECT 1 FROM lots WHERE id = $1",
+)
+
+
 async def store_entries(db: asyncpg.Pool, entries: list[LedgerEntry]) -> StoreResult:
     """Insert entries into `lot_events` in one transaction, holding lots whose sequence conflicts.
 
-    An entry whose `(lot_id, seq)` is stored with the same content is a redelivery and
+    See `store_ledger_entries`.
+    """
+    return await store_ledger_entries(db, LOT_LEDGER, entries)
+
+
+async def store_ledger_entries(db: asyncpg.Pool, ledger: LedgerSpec, entries: Sequence[Entry]) -> StoreResult:
+    """Insert entries into the ledger's table in one transaction, holding owners whose sequence conflicts.
+
+    An entry whose `(owner id, seq)` is stored with the same content is a redelivery and
     counts as a duplicate. One with other content, or one that collides with another
-    sequence number's `(lot_id, user_id, client_id)`, means Redis reissued a sequence
-    number: the lot is held. Entries PostgreSQL rejects outright (an unknown lot or
-    user) are logged and skipped, holding their lot when it exists.
+    sequence number's `(owner id, user_id, client_id)`, means Redis reissued a sequence
+    number: the lot or campaign is held. Entries PostgreSQL rejects outright (an
+    unknown owner or user) are logged and skipped, holding their owner when it exists.
     """
     result = StoreResult()
-    unique: dict[tuple[int, int], LedgerEntry] = {}
-    repeats: list[LedgerEntry] = []
+    unique: dict[tuple[int, int], Entry] = {}
+    repeats: list[Entry] = []
     for entry in entries:
         if entry.key in unique:
             repeats.append(entry)
@@ -191,63 +247,59 @@ async def store_entries(db: asyncpg.Pool, entries: list[LedgerEntry]) -> StoreRe
         async with connection.transaction():
             try:
                 async with connection.transaction():
-                    rows = await connection.fetch(_INSERT_BATCH, *_columns(batch))
+                    rows = await connection.fetch(ledger.insert_sql, *ledger.columns(batch))
             except asyncpg.IntegrityConstraintViolationError:
-                rows = await _insert_one_by_one(connection, batch, result)
-            inserted = {(row["lot_id"], row["seq"]) for row in rows}
+                rows = await _insert_one_by_one(connection, ledger, batch, result)
+            inserted = {(row[0], row[1]) for row in rows}
             result.inserted = len(inserted)
             leftovers = [e for e in batch if e.key not in inserted and e.key not in result.rejected_keys]
             leftovers += repeats
             if leftovers:
-                await _compare_with_stored(connection, leftovers, result)
+                await _compare_with_stored(connection, ledger, leftovers, result)
     return result
 
 
 async def _insert_one_by_one(
-    connection: asyncpg.Connection, batch: list[LedgerEntry], result: StoreResult
+    connection: asyncpg.Connection, ledger: LedgerSpec, batch: list[Entry], result: StoreResult
 ) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = []
     for entry in batch:
+        owner_id, seq = entry.key
         try:
             async with connection.transaction():
-                rows.extend(await connection.fetch(_INSERT_BATCH, *_columns([entry])))
+                rows.extend(await connection.fetch(ledger.insert_sql, *ledger.columns([entry])))
         except asyncpg.IntegrityConstraintViolationError as error:
             result.rejected_keys.add(entry.key)
             log.error(
-                "ledger entry rejected lot_id=%s seq=%s stream_id=%s error=%s",
-                entry.lot_id, entry.seq, entry.stream_id.decode(), type(error).__name__,
+                "ledger entry rejected %s_id=%s seq=%s stream_id=%s error=%s",
+                ledger.name, owner_id, seq, entry.stream_id.decode(), type(error).__name__,
             )
-            if await connection.fetchval("SELECT 1 FROM lots WHERE id = $1", entry.lot_id):
-                await hold_lot(connection, entry.lot_id, REJECTED_ENTRY)
+            if await connection.fetchval(ledger.exists_sql, owner_id):
+                await ledger.hold(connection, owner_id, REJECTED_ENTRY)
     return rows
 
 
 async def _compare_with_stored(
-    connection: asyncpg.Connection, leftovers: list[LedgerEntry], result: StoreResult
+    connection: asyncpg.Connection, ledger: LedgerSpec, leftovers: list[Entry], result: StoreResult
 ) -> None:
     stored_rows = await connection.fetch(
-        _SELECT_STORED, [e.lot_id for e in leftovers], [e.seq for e in leftovers]
+        ledger.select_sql, [e.key[0] for e in leftovers], [e.key[1] for e in leftovers]
     )
-    stored = {
-        (row["lot_id"], row["seq"]): (
-            row["kind"], row["user_id"], row["client_id"], row["amount_won"], row["price_won"],
-            row["leader_id"], row["end_at"], row["voided_seq"], row["server_at"],
-        )
-        for row in stored_rows
-    }
+    stored = {(row[0], row[1]): tuple(row)[2:] for row in stored_rows}
     held: set[int] = set()
     for entry in leftovers:
         if stored.get(entry.key) == entry.content():
             result.duplicates += 1
             continue
         result.conflicts += 1
+        owner_id, seq = entry.key
         log.error(
-            "ledger sequence conflict lot_id=%s seq=%s stream_id=%s",
-            entry.lot_id, entry.seq, entry.stream_id.decode(),
+            "ledger sequence conflict %s_id=%s seq=%s stream_id=%s",
+            ledger.name, owner_id, seq, entry.stream_id.decode(),
         )
-        if entry.lot_id not in held:
-            held.add(entry.lot_id)
-            await hold_lot(connection, entry.lot_id, SEQUENCE_CONFLICT)
+        if owner_id not in held:
+            held.add(owner_id)
+            await ledger.hold(connection, owner_id, SEQUENCE_CONFLICT)
 
 
 ACKNOWLEDGED_MISSING = "acknowledged sequence missing"
@@ -294,7 +346,11 @@ def consumer_name() -> str:
 
 
 class LedgerConsumer:
-    """Move the shard streams into `lot_events`; see the module docstring for failures."""
+    """Move the shard streams of one ledger into its table; see the module docstring for failures.
+
+    `ledger` defaults to the lots' (`lot_events`); pass `CAMPAIGN_LEDGER` from
+    `engine.groupbuy.ledger` for the campaigns' (`pledge_events`).
+    """
 
     def __init__(
         self,
@@ -308,8 +364,10 @@ class LedgerConsumer:
         claim_idle_s: float = 30.0,
         claim_every_s: float = 5.0,
         retry_delay_s: float = 0.5,
+        ledger: LedgerSpec = LOT_LEDGER,
     ) -> None:
         self.db = db
+        self.ledger = ledger
         self.redis = redis
         self.keys = keys
         self.group = keys.ledger_group
@@ -324,7 +382,7 @@ class LedgerConsumer:
 
     async def ensure_group(self, shard: int) -> None:
         try:
-            await self.redis.xgroup_create(self.keys.ledger_stream(shard), self.group, id="0", mkstream=True)
+            await self.redis.xgroup_create(self.ledger.stream(self.keys, shard), self.group, id="0", mkstream=True)
         except ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
@@ -335,7 +393,7 @@ class LedgerConsumer:
         Reads this consumer's own pending entries first (left by an earlier failed
         store), then new entries, blocking up to `block_ms` (None: do not block).
         """
-        stream = self.keys.ledger_stream(shard)
+        stream = self.ledger.stream(self.keys, shard)
         own_pending = self._own_pending.get(shard, True)
         start_id = "0" if own_pending else ">"
         try:
@@ -346,7 +404,7 @@ class LedgerConsumer:
         except ResponseError as error:
             if "NOGROUP" not in str(error):
                 raise
-            log.warning("ledger group missing, creating it shard=%s", shard)
+            log.warning("ledger group missing, creating it ledger=%s shard=%s", self.ledger.name, shard)
             await self.ensure_group(shard)
             return 0
         raw = reply[0][1] if reply else []
@@ -357,7 +415,7 @@ class LedgerConsumer:
 
     async def claim_stale(self, shard: int) -> int:
         """Take over entries idle longer than `claim_idle_s` (their consumer died) and store them."""
-        stream = self.keys.ledger_stream(shard)
+        stream = self.ledger.stream(self.keys, shard)
         start = "0-0"
         total = 0
         while True:
@@ -368,15 +426,15 @@ class LedgerConsumer:
             next_start, claimed = reply[0], reply[1]
             entries = [(entry_id, fields) for entry_id, fields in claimed if entry_id is not None and fields]
             if entries:
-                log.info("ledger entries claimed shard=%s count=%s", shard, len(entries))
+                log.info("ledger entries claimed ledger=%s shard=%s count=%s", self.ledger.name, shard, len(entries))
                 total += await self._store_and_ack(shard, entries)
             if next_start in (b"0-0", "0-0"):
                 return total
             start = next_start
 
     async def _store_and_ack(self, shard: int, raw: list[tuple[bytes, dict[Any, Any]]]) -> int:
-        stream = self.keys.ledger_stream(shard)
-        entries: list[LedgerEntry] = []
+        stream = self.ledger.stream(self.keys, shard)
+        entries: list[Entry] = []
         malformed: list[bytes] = []
         for entry_id, fields in raw:
             if not fields:
@@ -384,18 +442,21 @@ class LedgerConsumer:
                 malformed.append(entry_id)
                 continue
             try:
-                entries.append(parse_entry(entry_id, fields))
+                entries.append(self.ledger.parse(entry_id, fields))
             except (ValueError, KeyError) as error:
                 malformed.append(entry_id)
-                log.error("ledger entry malformed shard=%s stream_id=%s error=%s", shard, entry_id.decode(), error)
+                log.error(
+                    "ledger entry malformed ledger=%s shard=%s stream_id=%s error=%s",
+                    self.ledger.name, shard, entry_id.decode(), error,
+                )
         if entries:
             # If this raises, nothing is acknowledged and the entries are read again.
             self._own_pending[shard] = True
             result = await self.store_entries(entries)
             if result.conflicts or result.rejected:
                 log.warning(
-                    "ledger batch stored shard=%s inserted=%s duplicates=%s conflicts=%s rejected=%s",
-                    shard, result.inserted, result.duplicates, result.conflicts, result.rejected,
+                    "ledger batch stored ledger=%s shard=%s inserted=%s duplicates=%s conflicts=%s rejected=%s",
+                    self.ledger.name, shard, result.inserted, result.duplicates, result.conflicts, result.rejected,
                 )
         ids = [entry.stream_id for entry in entries] + malformed
         if ids:
@@ -405,8 +466,8 @@ class LedgerConsumer:
             await pipe.execute()
         return len(ids)
 
-    async def store_entries(self, entries: list[LedgerEntry]) -> StoreResult:
-        return await store_entries(self.db, entries)
+    async def store_entries(self, entries: list[Entry]) -> StoreResult:
+        return await store_ledger_entries(self.db, self.ledger, entries)
 
     async def drain(self) -> int:
         """Store everything currently in every shard's stream (for tests and shutdown)."""
@@ -423,7 +484,7 @@ class LedgerConsumer:
 
     async def _forget_idle_consumers(self, shard: int) -> None:
         """Delete other consumers without pending entries idle for a day (dead processes)."""
-        stream = self.keys.ledger_stream(shard)
+        stream = self.ledger.stream(self.keys, shard)
         for consumer in await self.redis.xinfo_consumers(stream, self.group):
             name = consumer["name"]
             name = name.decode() if isinstance(name, bytes) else name
@@ -449,7 +510,10 @@ class LedgerConsumer:
                 failures += 1
                 # Log the first failure of a run and then every 20th, not every retry.
                 if failures == 1 or failures % 20 == 0:
-                    log.error("ledger round failed shard=%s failures=%s error=%r", shard, failures, error)
+                    log.error(
+                        "ledger round failed ledger=%s shard=%s failures=%s error=%r",
+                        self.ledger.name, shard, failures, error,
+                    )
                 self._own_pending[shard] = True
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=min(5.0, self.retry_delay_s * failures))
@@ -458,6 +522,8 @@ class LedgerConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume every shard concurrently (one loop each) until `stop` is set."""
-        log.info("ledger consumer started consumer=%s shards=%s", self.name, self.keys.shards)
+        log.info(
+            "ledger consumer started ledger=%s consumer=%s shards=%s", self.ledger.name, self.name, self.keys.shards
+        )
         await asyncio.gather(*(self.run_shard(shard, stop) for shard in range(self.keys.shards)))
-        log.info("ledger consumer stopped consumer=%s", self.name)
+        log.info("ledger consumer stopped ledger=%s consumer=%s", self.ledger.name, self.name)

@@ -1,0 +1,89 @@
+-- A staff or worker action on a live campaign:
+--   settle   ARGV[3] = final status (succeeded, failed, held, cancelled) after
+--            PostgreSQL committed the close; no new sequence number
+--   cancel   (no argument) staff cancel an open campaign: one "cancel" event
+--   release  ARGV[3] = "user_id:units": an up-front payment hold expired, so up to
+--            that many of the member's units are released: one "hold_expired" event.
+--            Accepted only while the campaign is open and before its deadline.
+-- Returns {ok=true, seq=..., snapshot=...} or {ok=false, code=...}.
+
+local state_key     = KEYS[1]
+local pledges_key   = KEYS[2]
+local stream_key    = KEYS[3]
+local deadlines_key = KEYS[4]
+
+local channel       = ARGV[1]
+local action        = ARGV[2]
+local argument      = ARGV[3] or ""
+local actor_id      = ARGV[4] or "0"
+
+local s = gb_read(state_key)
+if s == nil then
+    return cjson.encode({ok = false, code = "campaign_not_loaded"})
+end
+local now_ms = gb_now_ms()
+
+local final_statuses = {succeeded = true, failed = true, held = true, cancelled = true}
+
+if action == "settle" then
+    if not final_statuses[argument] then
+        return cjson.encode({ok = false, code = "invalid_status"})
+    end
+    if s.status ~= "closing" and s.status ~= argument then
+        return cjson.encode({ok = false, code = "not_closing", status = s.status})
+    end
+    s.status = argument
+    redis.call("HSET", state_key, "status", argument)
+    redis.call("ZREM", deadlines_key, s.campaign_id)
+    local snapshot = gb_snapshot(s, now_ms)
+    gb_publish(channel, "settled", snapshot, 0, cjson.null, cjson.null)
+    return cjson.encode({ok = true, seq = gb_num(s.seq), snapshot = snapshot})
+end
+
+if s.status ~= "open" then
+    return cjson.encode({ok = false, code = "not_open", status = s.status})
+end
+
+local kind, user_field, units_text, delta_text = action, actor_id, "", ""
+local published_user, published_units, published_delta = tonumber(actor_id) or 0, cjson.null, cjson.null
+if action == "cancel" then
+    s.status = "cancelled"
+    redis.call("ZREM", deadlines_key, s.campaign_id)
+elseif action == "release" then
+    if now_ms >= gb_num(s.deadline_ms) then
+        return cjson.encode({ok = false, code = "campaign_closed"})
+    end
+    local user_text, release_text = string.match(argument, "^(%d+):(%d+)$")
+    if user_text == nil or #release_text > 6 or tonumber(release_text) < 1 then
+        return cjson.encode({ok = false, code = "invalid_units"})
+    end
+    local previous = gb_num(redis.call("HGET", pledges_key, user_text))
+    if previous == 0 then
+        return cjson.encode({ok = false, code = "no_pledge"})
+    end
+    local released = math.min(previous, tonumber(release_text))
+    local units = previous - released
+    if units == 0 then
+        redis.call("HDEL", pledges_key, user_text)
+        s.participants = gb_fmt(gb_num(s.participants) - 1)
+    else
+        redis.call("HSET", pledges_key, user_text, gb_fmt(units))
+    end
+    s.committed = gb_fmt(gb_num(s.committed) - released)
+    kind, user_field, units_text, delta_text = "hold_expired", user_text, gb_fmt(units), gb_fmt(-released)
+    published_user, published_units, published_delta = tonumber(user_text), units, -released
+    gb_schedule(deadlines_key, s, now_ms)
+else
+    return cjson.encode({ok = false, code = "unknown_action"})
+end
+
+s.seq = gb_fmt(gb_num(s.seq) + 1)
+redis.call("HSET", state_key, "status", s.status, "seq", s.seq,
+    "committed", s.committed, "participants", s.participants)
+redis.call("XADD", stream_key, "*",
+    "campaign", s.campaign_id, "seq", s.seq, "kind", kind, "user", user_field, "client", "",
+    "units", units_text, "delta", delta_text, "committed", s.committed,
+    "participants", s.participants, "server_ms", gb_fmt(now_ms))
+local snapshot = gb_snapshot(s, now_ms)
+gb_publish(channel, kind, snapshot, published_user, published_units, published_delta)
+return cjson.encode({ok = true, seq = gb_num(s.seq), snapshot = snapshot})
