@@ -34,6 +34,10 @@ class Keys:
         """Hash of user_id -> that bidder's highest maximum (won)."""
         return f"{self._tag(self.shard_of(lot_id))}:lot:{lot_id}:bidders"
 
+    def lot_rebuild_gate(self, lot_id: int) -> str:
+        """When a lost lot was first found missing (ms), to delay its rebuild."""
+        return f"{self._tag(self.shard_of(lot_id))}:lot:{lot_id}:rebuild"
+
     # -- per shard -------------------------------------------------------------
     def ledger_stream(self, shard: int) -> str:
         return f"{self._tag(shard)}:ledger"

@@ -31,11 +31,15 @@ from typing import Any
 import asyncpg
 
 from engine import commission, outbox
-from engine.auction.ledger import ACKNOWLEDGED_MISSING, hold_if_acknowledged_missing, hold_lot, ms_to_datetime
+from engine.auction.ledger import ACKNOWLEDGED_MISSING, hold_lot, ms_to_datetime
 from engine.auction.live import AuctionLive
-from engine.auction.lots import load_lot
+from engine.auction.lots import RebuildPending, load_lot
 from engine.config import Settings
 from engine.mail import templates
+
+# A settled lot's live keys stay this long for late page views, then expire;
+# PostgreSQL keeps the record and `load_lot` can bring a settled lot back.
+SETTLED_LOT_TTL_S = 7 * 24 * 3600
 
 log = logging.getLogger("jangteo.closing")
 
@@ -258,7 +262,7 @@ async def _record_result(
 
 async def settle_live(live: AuctionLive, lot_id: int, status: str) -> bool:
     """Copy a final status to Redis (repeatable); False when Redis has another state."""
-    reply = await live.admin(lot_id, "settle", status)
+    reply = await live.admin(lot_id, "settle", status, settled_ttl_s=SETTLED_LOT_TTL_S)
     if not reply.get("ok"):
         log.warning("lot settle skipped lot_id=%s status=%s code=%s live_status=%s",
                     lot_id, status, reply.get("code"), reply.get("status"))
@@ -347,9 +351,10 @@ async def reload_missing_shards(db: asyncpg.Pool, live: AuctionLive, settings: S
     """Load the active lots of every shard whose loaded marker is missing; return lots loaded.
 
     A missing marker means Redis started empty (first start, or it lost its data).
-    Lots already live are left alone; the marker is set once the shard's lots are in.
-    A lot acknowledged beyond its ledger is held first, so it is rebuilt as held and
-    takes no bid under a reissued sequence number.
+    Lots already live are left alone. Lots lost by Redis wait for their rebuild grace
+    (`load_lot`), and are held first when acknowledged beyond their ledger, so they
+    take no bid under a reissued sequence number. The marker is set once every lot
+    of the shard is in, so a shard with lots still waiting is tried again next round.
     """
     keys = live.keys
     pipe = live.redis.pipeline(transaction=False)
@@ -363,10 +368,30 @@ async def reload_missing_shards(db: asyncpg.Pool, live: AuctionLive, settings: S
             "SELECT id FROM lots WHERE status IN ('scheduled', 'open', 'closing') AND id % $1 = $2 ORDER BY id",
             settings.redis_shards, shard,
         )
+        pending = 0
         for row in rows:
-            async with db.acquire() as connection:
-                await hold_if_acknowledged_missing(connection, row["id"])
-            loaded += await load_lot(db, live, row["id"])
+            try:
+                loaded += await load_lot(db, live, row["id"])
+            except RebuildPending:
+                pending += 1
+        if pending:
+            log.info("shard waiting for rebuild grace shard=%s lots_waiting=%s", shard, pending)
+            continue
         await live.redis.set(keys.shard_loaded(shard), ms_to_datetime(await live.server_time_ms()).isoformat())
         log.info("shard loaded shard=%s lots=%s", shard, len(rows))
     return loaded
+
+
+async def sync_held_lots(db: asyncpg.Pool, live: AuctionLive) -> int:
+    """Stop taking bids in Redis for lots PostgreSQL holds for review; return lots changed.
+
+    The ledger consumer and the rebuild check hold lots in PostgreSQL only; this copies
+    the hold to the live state, so no receipt is handed out for a held lot after it.
+    """
+    rows = await db.fetch("SELECT id FROM lots WHERE status = 'held' AND closed_at IS NULL ORDER BY id")
+    changed = 0
+    for row in rows:
+        reply = await live.admin(row["id"], "hold", "review")
+        if reply.get("changed"):
+            changed += 1
+    return changed

@@ -126,6 +126,9 @@ class AuctionLive:
         self.keys = keys
         self.batcher = batcher or ScriptBatcher(redis)
         self.acks = AckMarks()
+        # How long a lot lost by Redis waits before its rebuild (see lots.load_lot);
+        # longer than the web processes' ack-mark flush interval.
+        self.rebuild_grace_ms = 5_000
 
     # -- bidding ----------------------------------------------------------------
     async def place_bid(
@@ -279,15 +282,17 @@ class AuctionLive:
         )
         return orjson.loads(reply)
 
-    async def admin(self, lot_id: int, action: str, argument: str = "", actor_id: int = 0) -> dict[str, Any]:
-        """Run a staff action or the final settle step; see `lua/admin.lua`."""
+    async def admin(
+        self, lot_id: int, action: str, argument: str = "", actor_id: int = 0, *, settled_ttl_s: int = 0
+    ) -> dict[str, Any]:
+        """Run a staff action, a hold or the final settle step; see `lua/admin.lua`."""
         keys = self.keys
         reply = await self.batcher.run(
             ADMIN_SCRIPT,
             (
                 keys.lot_state(lot_id), keys.ledger_stream_for_lot(lot_id),
-                keys.ends_for_lot(lot_id), keys.lot_bidders(lot_id),
+                keys.ends_for_lot(lot_id), keys.lot_bidders(lot_id), keys.lot_receipts(lot_id),
             ),
-            (keys.events_channel, action, argument, actor_id),
+            (keys.events_channel, action, argument, actor_id, settled_ttl_s),
         )
         return orjson.loads(reply)

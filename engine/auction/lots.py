@@ -119,23 +119,66 @@ async def create_lot(db: asyncpg.Pool, live: AuctionLive, actor: Actor, draft: L
 
 
 _LIVE_STATUS = {"scheduled": "open", "open": "open"}
+_ACTIVE_STATUSES = ("scheduled", "open", "closing")
+
+
+class RebuildPending(DomainError):
+    """A lot lost by Redis waits before its rebuild; the caller may retry shortly."""
+
+    def __init__(self, lot_id: int, retry_after_ms: int) -> None:
+        super().__init__(
+            "lot_rebuilding", f"lot {lot_id} is being restored; retry in {retry_after_ms} ms",
+            lot_id=lot_id, retry_after_ms=retry_after_ms,
+        )
+
+
+async def _wait_for_ack_marks(live: AuctionLive, lot_id: int) -> None:
+    """Raise RebuildPending until the rebuild grace has passed since the lot was found missing.
+
+    Web processes save their acknowledged sequence numbers every couple of seconds;
+    rebuilding only after a longer grace lets the hold check see every mark that a
+    running process had.
+    """
+    grace_ms = live.rebuild_grace_ms
+    if grace_ms <= 0:
+        return
+    gate = live.keys.lot_rebuild_gate(lot_id)
+    now_ms = await live.server_time_ms()
+    if await live.redis.set(gate, now_ms, nx=True, px=grace_ms * 20):
+        raise RebuildPending(lot_id, grace_ms)
+    first_seen_ms = int(await live.redis.get(gate) or now_ms)
+    waited_ms = now_ms - first_seen_ms
+    if waited_ms < grace_ms:
+        raise RebuildPending(lot_id, grace_ms - waited_ms)
 
 
 async def load_lot(db: asyncpg.Pool, live: AuctionLive, lot_id: int) -> bool:
     """Load one lot into Redis from PostgreSQL, unless Redis already has it.
 
-    A lot whose ack marks exceed its ledger is held first. The live state is the
-    state after the lot's last ledger event; the bidders'
-    maximums and the retry receipts are rebuilt from the ledger's bids (voided bids
-    left out). Returns False when the lot does not exist or was already loaded.
+    A lot that was live before and is active in PostgreSQL was lost by Redis: it is
+    rebuilt only after `live.rebuild_grace_ms` (RebuildPending until then), and held
+    first when its ack marks exceed its ledger. The live state is the state after the
+    lot's last ledger event; the bidders' maximums and the retry receipts are rebuilt
+    from the ledger's bids (voided bids left out). Returns False when the lot does
+    not exist or Redis already has it.
     """
     from engine.accounts import mask_name
     from engine.auction.ledger import hold_if_acknowledged_missing
 
+    if await live.redis.exists(live.keys.lot_state(lot_id)):
+        return False
+    lot = await db.fetchrow("SELECT status, live_loaded_at FROM lots WHERE id = $1", lot_id)
+    if lot is None:
+        return False
+    was_live = lot["live_loaded_at"] is not None
+    if was_live and lot["status"] in _ACTIVE_STATUSES:
+        await _wait_for_ack_marks(live, lot_id)
+
     async with db.acquire() as connection:
-        # A lot acknowledged beyond its ledger is rebuilt as held: rebuilt live, it
-        # would hand out the lost sequence numbers again.
-        await hold_if_acknowledged_missing(connection, lot_id)
+        if was_live:
+            # A lot acknowledged beyond its ledger is rebuilt as held: rebuilt live,
+            # it would hand out the lost sequence numbers again.
+            await hold_if_acknowledged_missing(connection, lot_id)
         lot = await connection.fetchrow("SELECT * FROM lots WHERE id = $1", lot_id)
         if lot is None:
             return False
@@ -149,6 +192,9 @@ async def load_lot(db: asyncpg.Pool, live: AuctionLive, lot_id: int) -> bool:
     bidders: dict[int, int] = {}
     receipts: dict[str, dict[str, Any]] = {}
     names: dict[int, str] = {}
+    for event in events:
+        if event["seq"] in voided and event["client_id"]:
+            receipts[f"{event['user_id']}:{event['client_id']}"] = {"voided": True}
     for bid in bids:
         user_id = bid["user_id"]
         bidders[user_id] = max(bidders.get(user_id, 0), bid["amount_won"])
@@ -164,9 +210,10 @@ async def load_lot(db: asyncpg.Pool, live: AuctionLive, lot_id: int) -> bool:
     last = events[-1] if events else None
     leader_id = last["leader_id"] if last else None
     status = _LIVE_STATUS.get(lot["status"], lot["status"])
-    if last is not None and last["kind"] == "close" and status == "open":
-        status = "closing"
-    return await live.load(
+    if last is not None and status == "open":
+        # PostgreSQL may lag behind the ledger when a step after the script failed.
+        status = {"close": "closing", "cancel": "cancelled"}.get(last["kind"], status)
+    loaded = await live.load(
         LotLoad(
             lot_id=lot_id,
             supplier_id=lot["supplier_id"],
@@ -191,12 +238,26 @@ async def load_lot(db: asyncpg.Pool, live: AuctionLive, lot_id: int) -> bool:
             receipts=receipts,
         )
     )
-
-
-async def load_active_lots(db: asyncpg.Pool, live: AuctionLive) -> int:
-    """Load every lot that is scheduled, open or closing; returns how many were loaded now."""
-    ids = await db.fetch("SELECT id FROM lots WHERE status IN ('scheduled', 'open', 'closing') ORDER BY id")
-    loaded = 0
-    for row in ids:
-        loaded += await load_lot(db, live, row["id"])
+    if loaded:
+        await live.redis.delete(live.keys.lot_rebuild_gate(lot_id))
+        if not was_live:
+            await db.execute(
+                "UPDATE lots SET live_loaded_at = now() WHERE id = $1 AND live_loaded_at IS NULL", lot_id
+            )
     return loaded
+
+
+async def load_active_lots(db: asyncpg.Pool, live: AuctionLive) -> tuple[int, int]:
+    """Load every lot that is scheduled, open or closing and missing from Redis.
+
+    Returns (loaded now, waiting for their rebuild grace); call again later while
+    some are waiting.
+    """
+    ids = await db.fetch("SELECT id FROM lots WHERE status IN ('scheduled', 'open', 'closing') ORDER BY id")
+    loaded = pending = 0
+    for row in ids:
+        try:
+            loaded += await load_lot(db, live, row["id"])
+        except RebuildPending:
+            pending += 1
+    return loaded, pending

@@ -28,6 +28,7 @@ DEFAULT_INCREMENTS: tuple[tuple[int, int], ...] = (
 )
 
 MAX_AMOUNT_WON = 10_000_000_000  # 100억원: larger maximums are rejected as input errors
+MAX_INCREMENT_BANDS = 20
 
 # Lot statuses shared by Redis and PostgreSQL. "scheduled" is derived from the start
 # time while the lot is live; Redis stores "open" for it.
@@ -67,6 +68,11 @@ def parse_amount_won(text: str | int) -> int:
 def validate_increments(table: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
     """Return the table as tuples, or raise ValueError when it is not a usable table."""
     rows = tuple((int(start), int(step)) for start, step in table)
+    if len(rows) > MAX_INCREMENT_BANDS:
+        # The bid script walks the bands on every bid.
+        raise ValueError(f"increment table has {len(rows)} bands, at most {MAX_INCREMENT_BANDS} allowed")
+    if any(not 0 <= value <= MAX_AMOUNT_WON for row in rows for value in row):
+        raise ValueError(f"increment table values must be 0 to {MAX_AMOUNT_WON} won")
     if not rows or rows[0][0] != 0:
         raise ValueError("increment table must start at 0 won")
     for (start_a, _), (start_b, _) in zip(rows, rows[1:]):

@@ -183,7 +183,7 @@ async def _reset_argument(
     connection: asyncpg.Connection, lot: asyncpg.Record, seq: int, expected_seq: int, end_ms: int
 ) -> str:
     events = await connection.fetch(
-        "SELECT e.seq, e.kind, e.user_id, e.amount_won, e.voided_seq, e.server_at, u.display_name"
+        "SELECT e.seq, e.kind, e.user_id, e.client_id, e.amount_won, e.voided_seq, e.server_at, u.display_name"
         " FROM lot_events e LEFT JOIN users u ON u.id = e.user_id"
         " WHERE e.lot_id = $1 AND e.seq <= $2 ORDER BY e.seq",
         lot["id"], expected_seq,
@@ -211,6 +211,7 @@ async def _reset_argument(
         "bid_count": state.bid_count,
         "bidders": {str(user): amount for user, amount in state.maxima.items()},
         "voided_seq": seq,
+        "voided_receipt": f"{target['user_id']}:{target['client_id']}" if target["client_id"] else None,
         "expected_seq": expected_seq,
         "summary": {"price_won": state.price_won, "leader_id": state.leader_id, "bid_count": state.bid_count},
     }).decode()

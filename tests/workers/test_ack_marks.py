@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
+import pytest
 
 from engine.auction.live import AuctionLive
+from engine.auction.lots import load_lot
 from engine.auction.service import submit_bid
+from engine.errors import DomainError
 from worker_testkit import Market
+
+GRACE_MS = 300
+
+
+async def submit_after_grace(db, live, actor, lot_id, amount, client_id):  # type: ignore[no-untyped-def]
+    """Submit a bid on a lot Redis lost: the first try waits for the rebuild grace."""
+    live.rebuild_grace_ms = GRACE_MS
+    with pytest.raises(DomainError) as pending:
+        await submit_bid(db, live, actor, lot_id, amount, client_id)
+    assert pending.value.code == "lot_rebuilding"
+    await asyncio.sleep(GRACE_MS / 1000 + 0.1)
+    return await submit_bid(db, live, actor, lot_id, amount, client_id)
 
 
 async def test_acks_flush_keeps_the_highest_seq(db: asyncpg.Pool, live: AuctionLive, market: Market) -> None:
@@ -41,7 +58,7 @@ async def test_rebuild_after_lost_tail_holds_lot(
     await live.redis.delete(keys.lot_state(lot_id), keys.lot_bidders(lot_id), keys.lot_receipts(lot_id))
     await live.redis.delete(keys.ledger_stream_for_lot(lot_id))
 
-    outcome = await submit_bid(db, live, third, lot_id, "20000", "after-restart")
+    outcome = await submit_after_grace(db, live, third, lot_id, "20000", "after-restart")
 
     assert not outcome.accepted
     assert outcome.code == "lot_held"
@@ -62,9 +79,54 @@ async def test_rebuild_with_complete_ledger_accepts_bids(
     keys = live.keys
     await live.redis.delete(keys.lot_state(lot_id), keys.lot_bidders(lot_id), keys.lot_receipts(lot_id))
 
-    outcome = await submit_bid(db, live, third, lot_id, "20000", "after-restart")
+    outcome = await submit_after_grace(db, live, third, lot_id, "20000", "after-restart")
 
     assert outcome.accepted, outcome.code
     assert outcome.receipt is not None
     assert outcome.receipt.seq == 3
     assert outcome.receipt.price_won == 12_500
+
+
+async def test_load_of_live_lot_never_holds(db: asyncpg.Pool, live: AuctionLive, market: Market) -> None:
+    """A lot Redis still has is left alone by a load, even when the ledger lags behind its marks."""
+    lot_id = await market.lot(duration_s=60)
+    first, second = [await market.member() for _ in range(2)]
+    await market.accepted_bid(lot_id, first, 10_000)
+    await market.accepted_bid(lot_id, second, 12_000)
+    await live.acks.flush(db)  # marks at seq 2, ledger still empty (no consumer ran)
+
+    assert await load_lot(db, live, lot_id) is False
+
+    assert await db.fetchval("SELECT status FROM lots WHERE id = $1", lot_id) == "open"
+    outcome = await market.bid(lot_id, first, 20_000)
+    assert outcome.accepted, outcome.code
+
+
+async def test_held_lot_stops_bids_in_redis(db: asyncpg.Pool, live: AuctionLive, market: Market) -> None:
+    """After sync_held_lots, a lot PostgreSQL holds rejects bids with lot_held."""
+    from engine.auction.closing import sync_held_lots
+
+    lot_id = await market.lot(duration_s=60)
+    member = await market.member()
+    await market.accepted_bid(lot_id, member, 10_000)
+    await db.execute("UPDATE lots SET status = 'held', held_reason = 'test' WHERE id = $1", lot_id)
+
+    assert await sync_held_lots(db, live) == 1
+    assert await sync_held_lots(db, live) == 0
+
+    outcome = await market.bid(lot_id, member, 30_000)
+    assert outcome.code == "lot_held"
+
+
+async def test_extend_after_end_rejected(live: AuctionLive, market: Market) -> None:
+    """A staff extend arriving after the end but before the closer ran leaves the lot ended."""
+    lot_id = await market.lot(duration_s=0.3)
+    member = await market.member()
+    await asyncio.sleep(0.4)
+    new_end_ms = await live.server_time_ms() + 600_000
+
+    reply = await live.admin(lot_id, "extend", str(new_end_ms), 1)
+
+    assert reply == {"ok": False, "code": "lot_ended"}
+    outcome = await market.bid(lot_id, member, 10_000)
+    assert outcome.code == "lot_ended"

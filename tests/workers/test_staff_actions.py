@@ -172,7 +172,8 @@ async def test_second_chance_offer_and_accept(db, live, wk_settings, consumer, m
     assert order.commission_won == 520  # 13,000 x 400 bp
     entries = await db.fetch("SELECT entry, amount_won FROM money_ledger ORDER BY id")
     assert [(e["entry"], e["amount_won"]) for e in entries] == [
-        ("sale", 13_500), ("commission", 540), ("commission_reversal", -540), ("sale", 13_000), ("commission", 520),
+        ("sale", 13_500), ("commission", 540), ("sale_reversal", -13_500), ("commission_reversal", -540),
+        ("sale", 13_000), ("commission", 520),
     ]
     with pytest.raises(DomainError) as again:
         await staff.accept_second_chance(db, wk_settings, c, offer_id)
@@ -224,3 +225,29 @@ async def test_unpaid_orders_lapse_at_due_time(db, live, wk_settings, consumer, 
     assert await db.fetchval("SELECT sum(amount_won) FROM money_ledger WHERE entry LIKE 'commission%'") == 0
     assert await db.fetchval("SELECT count(*) FROM outbox WHERE event_key = $1", f"order:{order_id}:cancelled") == 1
     await check_auction_invariants(db, live)
+
+
+async def test_voided_bid_retry_rejected(db, live, consumer, market):
+    """A retry of a voided bid with its client id is rejected as bid_voided, also after a rebuild."""
+    lot_id = await market.lot(duration_s=30)
+    leader, challenger = await market.member(), await market.member()
+    await market.accepted_bid(lot_id, leader, 10_000)
+    voided = await market.bid(lot_id, challenger, 15_000, client_id="to-be-voided")
+    assert voided.accepted
+    await consumer.drain()
+
+    await staff.void_bid(db, live, market.staff, lot_id, voided.receipt.seq)
+    retry = await market.bid(lot_id, challenger, 15_000, client_id="to-be-voided")
+    assert retry.code == "bid_voided"
+
+    await consumer.drain()
+    keys = live.keys
+    await live.redis.delete(keys.lot_state(lot_id), keys.lot_bidders(lot_id), keys.lot_receipts(lot_id))
+    live.rebuild_grace_ms = 0
+    from engine.auction.lots import load_lot
+
+    assert await load_lot(db, live, lot_id)
+    retry_after_rebuild = await market.bid(lot_id, challenger, 15_000, client_id="to-be-voided")
+    assert retry_after_rebuild.code == "bid_voided"
+    snapshot = await live.snapshot(lot_id)
+    assert snapshot.leader_id == leader.user_id

@@ -25,6 +25,8 @@ BID_ERRORS: tuple[tuple[str, int, str], ...] = (
     ("lot_not_found", 404, N_("No such auction lot.")),
     ("max_not_raised", 409, N_("You already lead with this maximum or a higher one. Enter a higher maximum to raise it.")),
     ("not_confirmed", 503, N_("Your bid was not confirmed. Please send the same bid again.")),
+    ("bid_voided", 409, N_("Staff voided this bid. Reload the page to see the current price before you bid again.")),
+    ("lot_rebuilding", 503, N_("This auction is being restored after a server restart. Please send the same bid again in a few seconds.")),
 )
 
 LOT_ERRORS: tuple[tuple[str, int, str], ...] = (

@@ -5,18 +5,26 @@
 --           voided_seq, expected_seq}; rejected with seq_changed unless the lot's seq
 --           is still expected_seq (when given)
 --           (a void: the price recomputed in Python from the remaining bids)
---   settle  ARGV[3] = final status (sold, unsold, held) after PostgreSQL committed the close
+--           and voided_receipt ("user:client" of the voided bid, whose retry is then
+--           rejected with bid_voided instead of answered "accepted")
+--   settle  ARGV[3] = final status (sold, unsold, held) after PostgreSQL committed the close;
+--           the lot's keys then expire after ARGV[5] seconds (PostgreSQL keeps the record)
+--   hold    ARGV[3] = reason; an open or closing lot stops taking bids until staff review
+-- Extend and reset are rejected with lot_ended once the end has passed, so nothing is
+-- accepted or repriced after the deadline while the closer has not run yet.
 -- Returns {ok=true, seq=...} or {ok=false, code=...}.
 
 local state_key   = KEYS[1]
 local stream_key  = KEYS[2]
 local ends_key    = KEYS[3]
 local bidders_key = KEYS[4]
+local receipts_key = KEYS[5]
 
 local channel     = ARGV[1]
 local action      = ARGV[2]
 local argument    = ARGV[3]
 local actor_id    = ARGV[4] or "0"
+local settled_ttl_s = tonumber(ARGV[5] or "0")
 
 if redis.call("EXISTS", state_key) == 0 then
     return cjson.encode({ok = false, code = "lot_not_loaded"})
@@ -47,12 +55,35 @@ if action == "settle" then
     s.status = argument
     redis.call("HSET", state_key, "status", argument)
     redis.call("ZREM", ends_key, s.lot_id)
+    if settled_ttl_s > 0 then
+        for _, key in ipairs({state_key, bidders_key, receipts_key}) do
+            redis.call("EXPIRE", key, settled_ttl_s)
+        end
+    end
     publish("settled")
     return cjson.encode({ok = true, seq = tonumber(s.seq)})
 end
 
+if action == "hold" then
+    if s.status == "held" then
+        return cjson.encode({ok = true, seq = tonumber(s.seq), changed = false})
+    end
+    if s.status ~= "open" and s.status ~= "closing" then
+        return cjson.encode({ok = false, code = "not_open", status = s.status})
+    end
+    s.status = "held"
+    redis.call("HSET", state_key, "status", "held")
+    redis.call("ZREM", ends_key, s.lot_id)
+    publish("held")
+    return cjson.encode({ok = true, seq = tonumber(s.seq), changed = true})
+end
+
 if s.status ~= "open" then
     return cjson.encode({ok = false, code = "not_open", status = s.status})
+end
+
+if (action == "extend" or action == "reset") and now_ms >= tonumber(s.end_ms) then
+    return cjson.encode({ok = false, code = "lot_ended"})
 end
 
 local extra_voided = "0"
@@ -82,6 +113,9 @@ elseif action == "reset" then
     redis.call("DEL", bidders_key)
     for user, max_won in pairs(r.bidders) do
         redis.call("HSET", bidders_key, user, string.format("%d", max_won))
+    end
+    if r.voided_receipt ~= nil and r.voided_receipt ~= cjson.null then
+        redis.call("HSET", receipts_key, r.voided_receipt, cjson.encode({voided = true}))
     end
 else
     return cjson.encode({ok = false, code = "unknown_action"})

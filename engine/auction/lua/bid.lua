@@ -105,6 +105,9 @@ local receipt_field = fmt(user_id) .. ":" .. client_id
 local earlier = redis.call("HGET", receipts_key, receipt_field)
 if earlier then
     local receipt = cjson.decode(earlier)
+    if receipt.voided then
+        return reject("bid_voided")
+    end
     if kind ~= receipt.kind or (kind == "bid" and receipt.amount_won ~= amount) then
         return reject("client_id_reused")
     end

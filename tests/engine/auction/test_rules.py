@@ -21,6 +21,7 @@ from engine.auction.rules import (
     parse_amount_won,
     replay_bids,
     reserve_met,
+    validate_increments,
 )
 
 START_MS = 1_000_000
@@ -319,3 +320,18 @@ def test_replay_bids_skips_bids_rules_reject() -> None:
     assert replayed.leader_id == 2
     assert replayed.price_won == 5_100
     assert replayed.end_ms == END_MS + 5
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        [(0, 100)] * 1 + [(i * 1_000, 100) for i in range(1, 21)],
+        [(0, 100), (10_000, MAX_AMOUNT_WON + 1)],
+        [(0, 100), (MAX_AMOUNT_WON + 1, 500)],
+    ],
+    ids=["too many bands", "step above max amount", "band start above max amount"],
+)
+def test_validate_increments_bounds(table) -> None:
+    """Tables with more than 20 bands or values above the maximum amount are rejected."""
+    with pytest.raises(ValueError):
+        validate_increments(table)
