@@ -22,12 +22,13 @@ from engine.config import Settings, get_settings
 from engine.db import apply_migrations, create_pool
 from engine.keys import Keys
 from engine.outbox import OutboxSender
-from workers.loops import Closer, cancel_unpaid_round, run_every
+from workers.loops import Closer, close_due_complex_round, cancel_unpaid_round, run_every
 
 log = logging.getLogger("jangteo.worker")
 
 CLOSE_INTERVAL_S = 0.25
 CANCEL_INTERVAL_S = 30.0
+COMPLEX_CLOSE_INTERVAL_S = 1.0
 
 
 def configure_logging() -> None:
@@ -70,6 +71,8 @@ async def run(settings: Settings) -> None:
         await asyncio.gather(
             consumer.run(stop),
             run_every("closer", CLOSE_INTERVAL_S, stop, closer.round),
+            run_every("complex_orders", COMPLEX_CLOSE_INTERVAL_S, stop,
+                      lambda: close_due_complex_round(db, settings, redis, keys)),
             sender.run(stop),
             run_every("unpaid_orders", CANCEL_INTERVAL_S, stop, lambda: cancel_unpaid_round(db)),
         )

@@ -12,11 +12,14 @@ import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from engine.auction.closing import GapWatch, close_due_lots, open_started_lots, reload_missing_shards
 from engine.auction.live import AuctionLive
+from engine.complexorders.closing import close_due_complex_orders
 from engine.config import Settings
+from engine.keys import Keys
 from engine.orders import cancel_unpaid_orders
 
 log = logging.getLogger("jangteo.worker")
@@ -69,3 +72,10 @@ class Closer:
 async def cancel_unpaid_round(db: asyncpg.Pool) -> None:
     while len(await cancel_unpaid_orders(db)) > 0:
         pass
+
+
+async def close_due_complex_round(
+    db: asyncpg.Pool, settings: Settings, redis: Redis | None = None, keys: Keys | None = None
+) -> None:
+    """Close the complex orders whose closing time passed; each closes once even when several workers race."""
+    await close_due_complex_orders(db, payment_due_s=settings.payment_due_s, redis=redis, keys=keys)

@@ -92,10 +92,10 @@ async def close_complex_order(
                 require_coordinator(complex_order, actor)
             if complex_order.status != "open":
                 raise DomainError("complex_not_open", f"complex order {complex_order_id} is {complex_order.status}",
-                                  complex_order_id=complex_order_id, status=complex_order.status)
+                                  complex_order_id=complex_order_id, current_status=complex_order.status)
             if actor is None and not await connection.fetchval("SELECT now() >= $1", complex_order.closes_at):
                 raise DomainError("complex_not_open", f"complex order {complex_order_id} is not due yet",
-                                  complex_order_id=complex_order_id, status="open")
+                                  complex_order_id=complex_order_id, current_status="open")
             result = await _close_locked(connection, complex_order, actor, payment_due_s)
     await publish(redis, keys, complex_order_id, "close")
     log.info("complex order closed complex_order_id=%s status=%s orders=%s by=%s", complex_order_id,

@@ -109,7 +109,7 @@ def parse_household(kind: str, building: object, unit: object) -> tuple[str, str
 
 
 def parse_count(raw: object, field: str, *, minimum: int = 0, maximum: int = MAX_QUANTITY) -> int:
-    """Parse a whole number: a JSON integer or a string of ASCII digits; raise `invalid_quantity`.
+    """Parse a whole number: a JSON integer or a string of ASCII digits; raise `invalid_number`.
 
     Floats, booleans, signs, separators (1,000) and full-width digits are rejected.
     """
@@ -123,7 +123,7 @@ def parse_count(raw: object, field: str, *, minimum: int = 0, maximum: int = MAX
         value = None
     if value is None or not minimum <= value <= maximum:
         raise DomainError(
-            "invalid_quantity", f"{field} must be a whole number from {minimum} to {maximum}",
+            "invalid_number", f"{field} must be a whole number from {minimum} to {maximum}",
             field=field, minimum=minimum, maximum=maximum,
         )
     return value

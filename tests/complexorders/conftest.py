@@ -88,3 +88,7 @@ async def make_complex(pg_pool: asyncpg.Pool, complex_world: ComplexWorld) -> Co
         return await create_complex_order(pg_pool, actor(complex_world.coordinator), ComplexDraft(**values))  # type: ignore[arg-type]
 
     return create
+
+
+# The live tests' servers and signed-in clients.
+from tests.web.live.conftest import clients, live_server  # noqa: E402, F401

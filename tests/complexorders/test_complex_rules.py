@@ -83,7 +83,7 @@ def test_parse_count_rejects(raw: object) -> None:
     """Quantities accept only JSON integers or plain ASCII digit strings."""
     with pytest.raises(DomainError) as caught:
         rules.parse_count(raw, "quantity")
-    assert caught.value.code == "invalid_quantity"
+    assert caught.value.code == "invalid_number"
 
 
 def test_natural_order_of_buildings() -> None:

@@ -37,6 +37,11 @@ async def start_live(app: Starlette) -> None:
         redis=app.state.redis, keys=app.state.keys, live=auction_live(app), db=app.state.db,
         renderer=LotRenderer(app.state.templates),
     )
+    from web.live.complex_roster import RosterExtension
+
+    app.state.complex_roster = RosterExtension(db=app.state.db, templates=app.state.templates,
+                                               max_pending=hub.max_pending)
+    hub.add_extension(app.state.complex_roster)
     app.state.hub = hub
     await hub.start()
     app.state.ack_flusher = asyncio.create_task(_flush_acks_forever(app), name="ack-flusher")

@@ -45,7 +45,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import orjson
@@ -88,6 +88,22 @@ class LotNotFound(Exception):
     """A watcher asked for a lot that exists neither in Redis nor in PostgreSQL."""
 
 
+class LiveExtension(Protocol):
+    """Fan-out of one more event `type` on the events channel, to watchers the extension keeps.
+
+    The hub calls `dispatch` for each event of that type, closes the extension's
+    watchers on shutdown and calls `resync` after its subscription was restored.
+    """
+
+    event_type: str
+
+    async def dispatch(self, event: dict[str, Any]) -> None: ...
+
+    def watchers(self) -> Iterable[Watcher]: ...
+
+    async def resync(self) -> None: ...
+
+
 class LiveHub:
     """Fan-out of live lot events to this process's websockets (see the module docstring)."""
 
@@ -116,6 +132,7 @@ class LiveHub:
         self._bid_times: dict[int, deque[int]] = {}
         self._staff_info: dict[int, dict[str, Any]] = {}
         self._user_names: dict[int, str] = {}
+        self._extensions: dict[str, LiveExtension] = {}
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -140,10 +157,18 @@ class LiveHub:
                 pass
         log.info("live hub stopped")
 
+    def add_extension(self, extension: LiveExtension) -> None:
+        """Route events of `extension.event_type` to `extension` (call before `start`)."""
+        if extension.event_type == "lot" or extension.event_type in self._extensions:
+            raise ValueError(f"live event type {extension.event_type!r} already has a handler")
+        self._extensions[extension.event_type] = extension
+
     def watchers(self) -> Iterable[Watcher]:
         for watchers in self._lot_watchers.values():
             yield from watchers
         yield from self._staff_watchers
+        for extension in self._extensions.values():
+            yield from extension.watchers()
 
     def watcher_count(self, lot_id: int | None = None) -> int:
         if lot_id is None:
@@ -276,6 +301,9 @@ class LiveHub:
         try:
             event = orjson.loads(data)
             if event.get("type") != "lot":
+                extension = self._extensions.get(str(event.get("type")))
+                if extension is not None:
+                    await extension.dispatch(event)
                 return
             await self.dispatch(event)
         except (RedisError, asyncpg.PostgresError, OSError) as error:
@@ -290,7 +318,10 @@ class LiveHub:
 
     async def _resync_all(self) -> None:
         """Send every watcher a fresh snapshot after events may have been missed."""
-        for watcher in list(self.watchers()):
+        for extension in self._extensions.values():
+            await extension.resync()
+        lot_watchers = [watcher for group in self._lot_watchers.values() for watcher in group]
+        for watcher in [*lot_watchers, *self._staff_watchers]:
             try:
                 text, seqs = await self.snapshot_for(watcher)
             except (LotNotFound, RedisError, asyncpg.PostgresError, OSError):
