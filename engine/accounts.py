@@ -1,14 +1,31 @@
-"""Password hashing (argon2id) and the masked names shown on public pages."""
+"""Password hashing (argon2id), the email address rule and the masked names shown on public pages."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+EMAIL_MAX_CHARS = 254
+# One plain `local@domain`: exactly one @, and no whitespace, control character,
+# quote or other RFC 5322 special that would make the To header name another address
+# or a list (<>()[]\,;:"). The outbox sends to nothing else, and the CHECK constraint
+# `users_email_plain` (migration 0007) states the same rule in SQL.
+_MAIL_ADDRESS_RE = re.compile(r'[^\s\x00-\x1f\x7f@<>()\[\]\\,;:"]+@[^\s\x00-\x1f\x7f@<>()\[\]\\,;:"]+')
+
 # argon2-cffi 23+ defaults: argon2id, 64 MiB, 3 passes, 4 lanes (the RFC 9106 low-memory profile).
 _hasher = PasswordHasher()
+
+
+def is_mail_address(text: str) -> bool:
+    """Return whether `text` is one plain `local@domain` address that the outbox can send to.
+
+    Registration and the outbox both use this check, so every stored member
+    address can be mailed.
+    """
+    return len(text) <= EMAIL_MAX_CHARS and _MAIL_ADDRESS_RE.fullmatch(text) is not None
 
 
 def hash_password(plain: str) -> str:

@@ -8,6 +8,7 @@ change and its side effects commit together or not at all.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -86,32 +87,60 @@ async def cancel_order_in_transaction(connection: asyncpg.Connection, order: asy
     )
 
 
-async def cancel_unpaid_orders(db: asyncpg.Pool, *, limit: int = 100) -> list[int]:
-    """Cancel bank-transfer orders still unpaid after their due time (PostgreSQL's clock).
+async def due_unpaid_order_ids(
+    db: asyncpg.Pool, *, limit: int = 100, exclude_ids: Sequence[int] = ()
+) -> list[int]:
+    """Return ids of bank-transfer orders still unpaid after their due time (PostgreSQL's clock).
 
-    Safe to run in several workers at once: each order is locked with SKIP LOCKED and
-    re-checked. Returns the ids cancelled now.
+    Reads without locking; `cancel_unpaid_order` locks and re-checks each one.
     """
-    cancelled: list[int] = []
+    rows = await db.fetch(
+        """SELECT id FROM orders
+           WHERE status = 'awaiting_payment' AND payment_method = 'bank_transfer'
+             AND payment_due_at < now() AND channel = ANY($1::text[])
+             AND id <> ALL($3::bigint[])
+           ORDER BY payment_due_at, id
+           LIMIT $2""",
+        list(LAPSING_CHANNELS), limit, list(exclude_ids),
+    )
+    return [row["id"] for row in rows]
+
+
+async def cancel_unpaid_order(db: asyncpg.Pool, order_id: int) -> bool:
+    """Cancel one lapsed order in its own transaction, reversing its ledger rows and mailing the buyer.
+
+    Returns False when the order is no longer a lapsed unpaid order, or another
+    worker holds its lock (SKIP LOCKED), so several workers may run this at once.
+    """
     async with db.acquire() as connection:
         async with connection.transaction():
-            orders = await connection.fetch(
+            order = await connection.fetchrow(
                 """SELECT o.*, u.email AS buyer_email FROM orders o LEFT JOIN users u ON u.id = o.buyer_id
-                   WHERE o.status = 'awaiting_payment' AND o.payment_method = 'bank_transfer'
-                     AND o.payment_due_at < now() AND o.channel = ANY($1::text[])
-                   ORDER BY o.payment_due_at
-                   LIMIT $2
+                   WHERE o.id = $1 AND o.status = 'awaiting_payment' AND o.payment_method = 'bank_transfer'
+                     AND o.payment_due_at < now() AND o.channel = ANY($2::text[])
                    FOR UPDATE OF o SKIP LOCKED""",
-                list(LAPSING_CHANNELS), limit,
+                order_id, list(LAPSING_CHANNELS),
             )
-            for order in orders:
-                await cancel_order_in_transaction(connection, order)
-                if order["buyer_email"]:
-                    mail = templates.order_cancelled_unpaid(order_no=order["order_no"], due_at=order["payment_due_at"])
-                    await outbox.enqueue(
-                        connection, f"order:{order['id']}:cancelled", order["buyer_email"], mail.subject, mail.body
-                    )
-                cancelled.append(order["id"])
-    for order_id in cancelled:
-        log.info("order cancelled unpaid order_id=%s", order_id)
+            if order is None:
+                return False
+            await cancel_order_in_transaction(connection, order)
+            if order["buyer_email"]:
+                mail = templates.order_cancelled_unpaid(order_no=order["order_no"], due_at=order["payment_due_at"])
+                await outbox.enqueue(
+                    connection, f"order:{order_id}:cancelled", order["buyer_email"], mail.subject, mail.body
+                )
+    log.info("order cancelled unpaid order_id=%s", order_id)
+    return True
+
+
+async def cancel_unpaid_orders(db: asyncpg.Pool, *, limit: int = 100) -> list[int]:
+    """Cancel up to `limit` lapsed orders, one transaction each; return the ids cancelled now.
+
+    An error on one order propagates; the worker's `UnpaidCanceller` instead skips
+    such an order with a backoff and goes on with the others.
+    """
+    cancelled: list[int] = []
+    for order_id in await due_unpaid_order_ids(db, limit=limit):
+        if await cancel_unpaid_order(db, order_id):
+            cancelled.append(order_id)
     return cancelled

@@ -2,7 +2,9 @@
 
 `enqueue` runs inside the transaction that causes the mail, so a mail exists exactly
 when its cause committed, and `(event_key, recipient)` is unique, so one event mails
-one recipient at most once. `OutboxSender` delivers pending rows over SMTP.
+one recipient at most once. A recipient that is not one plain address is skipped
+and logged, so a bad stored address never rolls back the business change (a lot's
+close, an order's cancellation). `OutboxSender` delivers pending rows over SMTP.
 
 Delivery is at least once at the SMTP level, at most once per row in the outbox: a
 row is locked (`FOR UPDATE SKIP LOCKED`) while it is sent and marked `sent` in the
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -28,11 +29,11 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 import asyncpg
 
+from engine.accounts import is_mail_address
+
 log = logging.getLogger("jangteo.outbox")
 
 MAX_SUBJECT_CHARS = 200
-MAX_RECIPIENT_CHARS = 254
-_RECIPIENT = re.compile(r"[^\s@<>,;\"]+@[^\s@<>,;\"]+")
 
 
 def _check_header_value(name: str, value: str) -> None:
@@ -43,7 +44,7 @@ def _check_header_value(name: str, value: str) -> None:
 def check_recipient(recipient: str) -> str:
     """Return the address when it is one plain `local@domain`; raise ValueError otherwise."""
     _check_header_value("recipient", recipient)
-    if len(recipient) > MAX_RECIPIENT_CHARS or not _RECIPIENT.fullmatch(recipient):
+    if not is_mail_address(recipient):
         raise ValueError("mail recipient must be one address of the form local@domain")
     return recipient
 
@@ -51,12 +52,17 @@ def check_recipient(recipient: str) -> str:
 async def enqueue(
     connection: asyncpg.Connection, event_key: str, recipient: str, subject: str, body: str
 ) -> bool:
-    """Add one mail to the outbox inside the caller's transaction; False if it was already there.
+    """Add one mail to the outbox inside the caller's transaction; False if it was not added.
 
-    Raises ValueError when the recipient is not one plain address or the subject
-    contains a line break, so no header can be injected.
+    Returns False when the row was already there, and also when the recipient is not
+    one plain address: that mail is skipped and logged (event key and account ids,
+    never the address) instead of failing the caller's transaction. Raises
+    ValueError when the subject contains a line break or is too long, which is a
+    bug in the mail template, so no header can be injected.
     """
-    check_recipient(recipient)
+    if not is_mail_address(recipient):
+        await _log_skipped_recipient(connection, event_key, recipient)
+        return False
     _check_header_value("subject", subject)
     if len(subject) > MAX_SUBJECT_CHARS:
         raise ValueError(f"mail subject is longer than {MAX_SUBJECT_CHARS} characters")
@@ -68,6 +74,19 @@ async def enqueue(
         event_key, recipient, subject, body,
     )
     return inserted is not None
+
+
+async def _log_skipped_recipient(connection: asyncpg.Connection, event_key: str, recipient: str) -> None:
+    """Log a skipped mail with the ids of the accounts that use the address, never the address."""
+    row = await connection.fetchrow(
+        """SELECT (SELECT array_agg(id ORDER BY id) FROM users WHERE lower(email) = lower($1)) AS user_ids,
+                  (SELECT array_agg(id ORDER BY id) FROM suppliers WHERE lower(email) = lower($1)) AS supplier_ids""",
+        recipient,
+    )
+    log.warning(
+        "mail skipped, recipient is not one plain address event_key=%s user_ids=%s supplier_ids=%s",
+        event_key, row["user_ids"] or [], row["supplier_ids"] or [],
+    )
 
 
 @dataclass(frozen=True)
@@ -182,7 +201,9 @@ class OutboxSender:
                     )
                     smtp = await smtp_connection.get()
                     await smtp.send_message(message)
-                except (aiosmtplib.SMTPException, OSError, ValueError, asyncio.TimeoutError) as error:
+                except Exception as error:
+                    # Any failure, expected (SMTP, network) or not, reschedules this row
+                    # only, so one row that cannot be sent never stops the others.
                     attempts = row["attempts"] + 1
                     delay_s = self.backoff_s(attempts)
                     await connection.execute(
@@ -222,6 +243,9 @@ class OutboxSender:
                 sent = await self.send_due()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.error("mail round failed error=%s", _error_summary(error))
+                sent = 0
+            except Exception:
+                log.exception("mail round failed unexpectedly")
                 sent = 0
             if sent == 0:
                 try:

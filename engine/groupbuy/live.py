@@ -299,19 +299,25 @@ class CampaignLive:
             (
                 keys.campaign_state(campaign_id), keys.campaign_pledges(campaign_id),
                 keys.campaign_ledger_stream_for(campaign_id), keys.campaign_deadlines_for(campaign_id),
+                keys.campaign_receipts(campaign_id),
             ),
             (keys.events_channel, action, argument, actor_id),
         )
         return orjson.loads(reply)
 
-    async def release(self, campaign_id: int, user_id: int, units: int) -> dict[str, Any]:
+    async def release(self, campaign_id: int, user_id: int, units: int, release_key: str = "") -> dict[str, Any]:
         """Release up to `units` of a member's pledge whose up-front payment hold expired.
 
         One `hold_expired` event with the next sequence number. Rejected with
         `campaign_closed` at or after the deadline, so the total at the deadline stays
-        final; the closer then deals with unpaid holds.
+        final; the closer then deals with unpaid holds. A `release_key` (letters,
+        digits, `:_-`, at most 64) makes a repeated call a no-op that returns
+        `retry: true`, and becomes the event's `client_id` in `pledge_events`.
         """
-        return await self.admin(campaign_id, "release", f"{int(user_id)}:{int(units)}")
+        argument = f"{int(user_id)}:{int(units)}"
+        if release_key:
+            argument += f":{release_key}"
+        return await self.admin(campaign_id, "release", argument)
 
 
 def _text(value: bytes | str) -> str:

@@ -158,6 +158,20 @@ async def test_api_register_validation_error_shape(client: httpx.AsyncClient) ->
     assert error["detail"]["fields"]["password"]["message"]["en"] == "The password must be at least 8 characters long."
 
 
+async def test_api_register_rejects_unsendable_email(app: Starlette, client: httpx.AsyncClient) -> None:
+    """An address the mail outbox cannot send to is rejected at registration (422) and stores no row."""
+    for email in ('x"y@example.com', "a<b@example.com", "a,b@example.com", "a:b@example.com", "a(b)@example.com"):
+        token = await api_csrf(client)
+        response = await client.post(
+            "/api/v1/register",
+            json={"email": email, "password": "long-enough", "display_name": "홍길동"},
+            headers={"X-CSRF-Token": token},
+        )
+        assert response.status_code == 422, email
+        assert set(response.json()["error"]["detail"]["fields"]) == {"email"}, email
+        assert await _count_users(app, email) == 0, email
+
+
 async def test_login_rate_limit_page_and_api(settings, client: httpx.AsyncClient) -> None:
     """After `login_rate` attempts for one address and email, the next answers 429 with Retry-After."""
     limited = settings.model_copy(update={"login_rate": "3/minute"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.policy
+import logging
 from email.parser import BytesParser
 
 import asyncpg
@@ -45,21 +46,52 @@ async def test_enqueue_keeps_one_row_per_event_and_recipient(db):
 
 
 @pytest.mark.parametrize(
-    ("recipient", "subject"),
-    [
-        ("a@example.com\r\nBcc: victim@example.com", "제목"),
-        ("a@example.com", "제목\r\nBcc: victim@example.com"),
-        ("a@example.com", "제목\nX-Injected: 1"),
-        ("a@example.com, b@example.com", "제목"),
-        ("not-an-address", "제목"),
-    ],
+    "subject",
+    ["제목\r\nBcc: victim@example.com", "제목\nX-Injected: 1", "가" * 201],
 )
-async def test_enqueue_rejects_header_injection(db, recipient: str, subject: str):
-    """A recipient or subject that could add a header raises ValueError and writes nothing."""
+async def test_enqueue_rejects_bad_subject(db, subject: str):
+    """A subject that could add a header, or is too long, raises ValueError and writes nothing."""
     async with db.acquire() as connection:
         with pytest.raises(ValueError):
-            await enqueue(connection, "lot:1:won", recipient, subject, "본문")
+            await enqueue(connection, "lot:1:won", "a@example.com", subject, "본문")
     assert await db.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+UNSENDABLE = [
+    "a@example.com\r\nBcc: victim@example.com",
+    "a@example.com, b@example.com",
+    'x"y@example.com',
+    "a<b@example.com",
+    "a:b@example.com",
+    "not-an-address",
+]
+
+
+@pytest.mark.parametrize("recipient", UNSENDABLE)
+async def test_enqueue_skips_unsendable_recipient(db, caplog, recipient: str):
+    """A recipient that is not one plain address is skipped (False, no row) and logged by ids, not address."""
+    await db.execute("ALTER TABLE users DROP CONSTRAINT users_email_plain")
+    user_id = await db.fetchval(
+        "INSERT INTO users (email, password_hash, display_name) VALUES ($1, 'x', '김민수') RETURNING id", recipient
+    )
+    caplog.set_level(logging.WARNING, logger="jangteo.outbox")
+    async with db.acquire() as connection:
+        async with connection.transaction():
+            assert await enqueue(connection, "lot:7:won", recipient, "제목", "본문") is False
+            assert await enqueue(connection, "lot:7:lost", "ok@example.com", "제목", "본문") is True
+    assert await db.fetchval("SELECT count(*) FROM outbox") == 1
+    skipped = [record.getMessage() for record in caplog.records if "mail skipped" in record.getMessage()]
+    assert len(skipped) == 1
+    assert "event_key=lot:7:won" in skipped[0]
+    assert f"user_ids=[{user_id}]" in skipped[0]
+    assert recipient not in caplog.text
+
+
+@pytest.mark.parametrize("email", UNSENDABLE)
+async def test_users_check_rejects_unsendable_email(db, email: str):
+    """The users table itself rejects an address the outbox cannot send to."""
+    with pytest.raises(asyncpg.CheckViolationError):
+        await db.execute("INSERT INTO users (email, password_hash, display_name) VALUES ($1, 'x', '김민수')", email)
 
 
 def test_message_has_stable_id_and_korean_subject():
