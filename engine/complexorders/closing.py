@@ -442,9 +442,9 @@ async def refund_shortage(
 ) -> tuple[RefundPart, ...]:
     """Refund `units` of one item that a household did not receive (shortage or damage).
 
-    The units are taken from the household's accounts in join order; each affected
-    order gets one `refunds` row (source key `complex:{id}:refund:{key}:participant:{pid}`)
-    and its amount is reduced by it. Sending the same `refund_key` again returns the
+    The units are taken from the household's accounts in join order. Each affected
+    order gets one `refunds` row (source key `complex:{id}:refund:{key}:participant:{pid}`),
+    and its amount is reduced by that row's amount. Sending the same `refund_key` again returns the
     first result and changes nothing. Raises `forbidden`, `complex_not_found`,
     `complex_not_closed`, `item_not_found`, `household_not_found`, `refund_too_large`.
     """

@@ -79,7 +79,8 @@ async def test_create_returns_code_link_and_qr(live_server: LiveServer, complex_
     assert qr.text.lstrip().startswith("<svg")
     page = await coordinator.http.get(f"/complex/{order['id']}")
     assert page.status_code == 200
-    assert "<svg" in page.text and order["code"] in page.text
+    assert "<svg" in page.text
+    assert order["code"] in page.text
 
     member = await clients(live_server, complex_world.members[0])
     refused = await post(member, "/api/v1/complex-orders", draft(complex_world))
@@ -121,7 +122,8 @@ async def test_neighbours_share_limit_and_see_masked_units(live_server: LiveServ
 
     page = await other.http.get(f"/c/{order['code']}")
     assert "101동 12**호" in page.text
-    assert "01011112222" not in page.text and "김민수" not in page.text
+    assert "01011112222" not in page.text
+    assert "김민수" not in page.text
 
 
 async def test_neighbour_cannot_read_other_household(live_server: LiveServer, complex_world: ComplexWorld, clients) -> None:
@@ -136,7 +138,8 @@ async def test_neighbour_cannot_read_other_household(live_server: LiveServer, co
     await post(neighbour, path, {"building": "102", "unit": "101", "phone": "01022223333", "lines": lines(order, 1, 0)})
 
     own = await owner.http.get(f"{path}/{mine['id']}")
-    assert own.status_code == 200 and own.json()["phone"] == "01011112222"
+    assert own.status_code == 200
+    assert own.json()["phone"] == "01011112222"
     foreign = await neighbour.http.get(f"{path}/{mine['id']}")
     assert foreign.status_code == 404
     assert "01011112222" not in foreign.text
@@ -223,7 +226,9 @@ async def test_roster_gains_row_live(live_server: LiveServer, complex_world: Com
         row_id = f'id="complex-{order["id"]}-row-{participant_id}"'
         pushed = await receive_until(socket, lambda text: row_id in text)
         assert f'hx-swap-oob="beforeend:#complex-{order["id"]}-roster"' in pushed
-        assert "103동 1502호" in pushed and "01099998888" in pushed and "강바다" in pushed
+        assert "103동 1502호" in pushed
+        assert "01099998888" in pushed
+        assert "강바다" in pushed
         assert "103동 1502호 세대가 참여했습니다." in pushed
 
         await post(neighbour, f"/api/v1/complex-orders/{order['id']}/participants/{participant_id}/lines",
@@ -294,7 +299,8 @@ async def test_close_sheets_arrival_and_handover(live_server: LiveServer, comple
     deliveries = (await coordinator.http.get(f"{base}/deliveries")).json()
     assert deliveries["buildings"][0]["households"][0]["handed_over"] is True
     page = await coordinator.http.get(f"/complex/{order['id']}/handover")
-    assert page.status_code == 200 and 'name="viewport"' in page.text
+    assert page.status_code == 200
+    assert 'name="viewport"' in page.text
 
 
 async def test_refund_over_api_reduces_order(live_server: LiveServer, complex_world: ComplexWorld, clients, pg_pool) -> None:
