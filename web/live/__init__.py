@@ -42,6 +42,11 @@ async def start_live(app: Starlette) -> None:
     app.state.complex_roster = RosterExtension(db=app.state.db, templates=app.state.templates,
                                                max_pending=hub.max_pending)
     hub.add_extension(app.state.complex_roster)
+    from web.live.campaign_hub import CampaignExtension, campaign_live
+
+    app.state.campaign_hub = CampaignExtension(db=app.state.db, live=campaign_live(app), templates=app.state.templates,
+                                               max_pending=hub.max_pending)
+    hub.add_extension(app.state.campaign_hub)
     app.state.hub = hub
     await hub.start()
     app.state.ack_flusher = asyncio.create_task(_flush_acks_forever(app), name="ack-flusher")
