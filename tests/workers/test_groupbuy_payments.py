@@ -69,22 +69,22 @@ async def test_up_front_payment_checks_amount(db, campaigns, market):
 async def test_expired_hold_releases_units(db, campaigns, campaign_consumer, market, smtp_sink, wk_settings):
     """An unconfirmed hold past its expiry releases its units once, with one ledger event, and mails the member."""
     campaign_id = await make_campaign(market, campaigns, duration_s=3600, payment_timing="up_front")
-    kept, lapsed = await market.member("김가영"), await market.member("이나래")
-    kept_payment = await pay_up_front(market, campaigns, campaign_id, kept, 3, confirm=True)
+    confirmed, lapsed = await market.member("김가영"), await market.member("이나래")
+    confirmed_payment = await pay_up_front(market, campaigns, campaign_id, confirmed, 3, confirm=True)
     lapsed_payment = await pay_up_front(market, campaigns, campaign_id, lapsed, 4, confirm=False)
-    await lapse_hold(db, kept_payment)
+    await lapse_hold(db, confirmed_payment)
     await lapse_hold(db, lapsed_payment)
 
     expirer = HoldExpirer(db, campaigns)
     assert await expirer.round() == 1
     assert await expirer.round() == 0
 
-    assert await campaigns.pledges(campaign_id) == {kept.user_id: 3}
+    assert await campaigns.pledges(campaign_id) == {confirmed.user_id: 3}
     snapshot = await campaigns.snapshot(campaign_id)
     assert snapshot is not None
     assert snapshot.committed_units == 3
     statuses = dict(await db.fetch("SELECT id, status FROM pledge_payments WHERE campaign_id = $1", campaign_id))
-    assert statuses == {kept_payment: "paid", lapsed_payment: "expired"}
+    assert statuses == {confirmed_payment: "paid", lapsed_payment: "expired"}
     await campaign_consumer.drain()
     released = await db.fetch(
         "SELECT * FROM pledge_events WHERE campaign_id = $1 AND kind = 'hold_expired'", campaign_id
@@ -124,7 +124,7 @@ async def test_close_refunds_difference_to_final_price(
     """Paid up-front pledges become paid orders at the final price, and the difference is refunded once."""
     campaign_id = await make_campaign(market, campaigns, payment_timing="up_front")
     first, second = await market.member("김가영"), await market.member("이나래")
-    first_payment = await pay_up_front(market, campaigns, campaign_id, first, 4, confirm=True)
+    await pay_up_front(market, campaigns, campaign_id, first, 4, confirm=True)
     await pay_up_front(market, campaigns, campaign_id, second, 6, confirm=True)
     await wait_until_deadline(campaigns, campaign_id)
 
@@ -143,13 +143,12 @@ async def test_close_refunds_difference_to_final_price(
             "SELECT sum(amount_won) FROM pledge_payments WHERE campaign_id = $1 AND user_id = $2",
             campaign_id, member.user_id,
         )
-        # The money ledger of each order sums to what its buyer paid and kept paid.
+        # Each order's sale rows sum to what its buyer paid minus the refund.
         sums = await ledger_sums(db, order["id"])
         assert sums["sale"] == paid_won - refunds[0]["amount_won"]
         assert sums["commission"] == order["amount_won"] * 400 // 10_000
     statuses = {row["status"] for row in await db.fetch("SELECT status FROM pledge_payments")}
     assert statuses == {"settled"}
-    assert first_payment
 
     await send_all(db, wk_settings)
     body = next(m.message.get_content() for m in smtp_sink.messages if m.message["To"] == market.emails[first.user_id]
