@@ -256,7 +256,7 @@ async def post_pledge(request: Request) -> JSONResponse:
               responses={200: _RECEIPT_SCHEMA})
 async def delete_my_pledge(request: Request) -> JSONResponse:
     # The body is optional: without a client id the cancellation gets a fresh one,
-    # and sending it again is answered with `no_pledge` instead of a second receipt.
+    # and sending it again is rejected with `no_pledge` instead of a second receipt.
     data = await read_json(request) if await request.body() else {"client_id": secrets.token_urlsafe(16)}
     accepted = await place_pledge(request, _campaign_id(request), 0, data.get("client_id"))
     return json_response(_accepted_json(accepted))

@@ -70,8 +70,10 @@ def campaign_live(app: Any) -> CampaignLive:
 
 
 def should_announce(view: CampaignView, event: dict[str, Any], snapshot: CampaignSnapshot) -> bool:
-    """Whether an event changes what the screen-reader sentence says: tier, price, minimum or status."""
-    if event.get("event") not in ("pledge", "change", "cancel", "hold_expired"):
+    """Return whether an event changes the screen-reader sentence: the tier, price, minimum or status."""
+    # A pledge cancellation and a staff cancel are both "cancel" events, so the
+    # status tells them apart: member pledges leave the campaign open.
+    if event.get("event") not in ("pledge", "change", "cancel", "hold_expired") or snapshot.status != "open":
         return True
     before = committed_before(event)
     if tier_index(before, view.tiers) != tier_index(snapshot.committed_units, view.tiers):
@@ -232,6 +234,7 @@ async def campaign_socket(websocket: WebSocket) -> None:
         return
     user = websocket.scope.get("state", {}).get("user")
     user_id = user.id if user is not None and user.is_active else None
+
     extension: CampaignExtension = app.state.campaign_hub  # set by web.live.start_live
     locale = websocket.scope.get("state", {}).get("locale", "ko")
     await websocket.accept()
@@ -251,6 +254,7 @@ async def campaign_socket(websocket: WebSocket) -> None:
                 text, seq = found
                 watcher.prime(text, {campaign_id: seq})
                 watcher.start()
+
         max_frame_bytes = settings.max_ws_frame_bytes
         while True:
             message = await websocket.receive()

@@ -1,4 +1,4 @@
-"""What a campaign (공동구매) page shows, read from Redis (live state) and PostgreSQL (the record).
+"""The views of a campaign (공동구매) page, read from Redis (live state) and PostgreSQL (the record).
 
 The pages, the JSON API and the websocket hub build their views here, so the first
 render and every later push show the same values. Nothing here needs a request.

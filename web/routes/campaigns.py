@@ -2,7 +2,7 @@
 
 Pledges are posted over HTTP (htmx `hx-post`), never over the websocket, so a
 pledge typed while the page was offline is not queued and sent later at a price
-the member never saw. The answer is a result fragment. A page without JavaScript
+the member never saw. The response is a result fragment. A page without JavaScript
 gets the whole campaign page back with the result in it.
 """
 
@@ -135,10 +135,12 @@ async def _result(
     templates = request.app.state.templates
     locale = getattr(request.state, "locale", "ko")
     status_code = error.status if error else 200
+
     # A pledge that was not confirmed keeps its client id, so sending it again is a
     # retry of the same attempt. Any other result ends the attempt.
     retry = error is not None and error.code == "pledge_not_confirmed"
     next_client_id = client_id if retry else new_client_id()
+
     snapshot: CampaignSnapshot | None = accepted.snapshot if accepted else None
     view = await fetch_campaign(request.app.state.db, campaign_id)
     if view is None:
@@ -156,6 +158,7 @@ async def _result(
         "error_message": error.message(locale) if error else None,
         "next_client_id": next_client_id,
     }
+
     units_value = units if error is not None and error.code in _KEEP_UNITS else ""
     if request.headers.get("hx-request") == "true":
         context: dict[str, Any] = {

@@ -144,3 +144,28 @@ async def test_page_shows_live_regions(live_server: LiveServer, world: World, ma
     listing = (await member.http.get("/campaigns")).text
     assert f'href="/campaigns/{campaign_id}"' in listing
     assert "공동구매" in listing
+
+
+async def test_cancel_pushes_status_and_closes_form(
+    live_server: LiveServer, world: World, make_campaign: CampaignFactory, engine_campaigns, clients
+) -> None:
+    """A staff cancel pushes the new status with an announcement, and the page then shows no pledge form."""
+    campaign_id = await make_campaign()
+    member = await clients(live_server, world.members[0])
+    async with await member.connect(f"/ws/campaigns/{campaign_id}") as socket:
+        await receive_until(socket, lambda text: f"campaign-{campaign_id}-units" in text)
+        reply = await engine_campaigns.admin(campaign_id, "cancel", "", world.staff.user_id)
+        assert reply.get("ok") is not False, reply
+        pushed = await receive_until(socket, lambda text: 'data-status="cancelled"' in text)
+        assert "취소됨" in region(pushed, f"campaign-{campaign_id}-status")
+        assert f'id="campaign-{campaign_id}-announce"' in pushed
+        assert "약속 받기가 끝났습니다" in pushed
+    page = (await member.http.get(f"/campaigns/{campaign_id}")).text
+    assert f'id="campaign-{campaign_id}-pledge-form"' not in page
+    assert "약속 받기가 끝났습니다" in page
+    pledge = await member.http.post(
+        f"/api/v1/campaigns/{campaign_id}/pledges", json={"units": "1", "client_id": "after-cancel"},
+        headers={"X-CSRF-Token": member.csrf_token},
+    )
+    assert pledge.status_code == 409
+    assert pledge.json()["error"]["code"] == "campaign_cancelled"
