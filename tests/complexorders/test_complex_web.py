@@ -268,12 +268,12 @@ async def test_close_sheets_arrival_and_handover(live_server: LiveServer, comple
     assert sheet.content.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(sheet.content[3:].decode("utf-8"), newline="")))
     assert rows == [
-        ["동", "호", "상품", "단위", "수량", "금액(원)"],
-        ["101", "902", "우리밀 국수", "1봉", "3", "15000"],
-        ["101동 소계", "", "", "", "3", "15000"],
-        ["1001", "101", "광산 햇김 선물세트", "1세트", "1", "30000"],
-        ["1001동 소계", "", "", "", "1", "30000"],
-        ["합계", "", "", "", "4", "45000"],
+        ["동", "호", "상품", "단위", "수량", "금액(원)", "구분"],
+        ["101", "902", "우리밀 국수", "1봉", "3", "15000", ""],
+        ["101동 소계", "", "", "", "3", "15000", ""],
+        ["1001", "101", "광산 햇김 선물세트", "1세트", "1", "30000", ""],
+        ["1001동 소계", "", "", "", "1", "30000", ""],
+        ["합계", "", "", "", "4", "45000", ""],
     ]
     printable = await coordinator.http.get(f"/complex/{order['id']}/delivery-sheet")
     assert printable.text.index("101동 소계") < printable.text.index("1001동 소계")
@@ -321,10 +321,14 @@ async def test_refund_over_api_reduces_order(live_server: LiveServer, complex_wo
     repeat = await post(coordinator, f"{base}/refunds", body)
     assert repeat.json()["refunds"][0]["source_key"] == refunded.json()["refunds"][0]["source_key"]
     mine = (await neighbour.http.get(f"{base}/participants/{joined['id']}")).json()
-    assert mine["order"]["amount_won"] == 70_000 - 30_000
+    # Laver (60,000원) and noodles (10,000원) are two suppliers' goods: two orders, the laver order refunded.
+    laver_order, noodle_order = sorted(mine["orders"], key=lambda part: part["supplier"]["id"])
+    assert laver_order["supplier"]["id"] == complex_world.supplier_ids[0]
+    assert laver_order["amount_won"] == 60_000 - 30_000
+    assert noodle_order["amount_won"] == 10_000
     view = (await neighbour.http.get(base)).json()
     assert view["totals"]["paid_won"] == 40_000
     assert view["totals"]["reward_won"] == 4_000
-    assert await pg_pool.fetchval("SELECT count(*) FROM refunds WHERE order_id = $1", mine["order"]["id"]) == 1
+    assert await pg_pool.fetchval("SELECT count(*) FROM refunds WHERE order_id = $1", laver_order["id"]) == 1
     denied = await post(neighbour, f"{base}/refunds", {**body, "refund_key": "x2"})
     assert denied.status_code == 403
