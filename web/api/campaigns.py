@@ -134,6 +134,8 @@ _RECEIPT_SCHEMA: dict[str, Any] = {
             "retry": {"type": "boolean"},
         }},
         "pay_at_most_won": {"type": "integer"},
+        "payment_id": {"type": ["integer", "null"],
+                       "description": "Up-front campaigns: the bank transfer recorded for the units this pledge added."},
         "live": _LIVE_SCHEMA,
     },
 }
@@ -180,6 +182,7 @@ def _accepted_json(accepted: PledgeAccepted) -> dict[str, Any]:
     return {
         "receipt": asdict(accepted.receipt),
         "pay_at_most_won": pay_at_most,
+        "payment_id": accepted.payment_id,
         "live": live_json(snapshot) if snapshot else None,
     }
 

@@ -7,6 +7,10 @@ the units left, the largest total allowed and the member's current total. If
 Redis cannot confirm the pledge, the response is 503 `pledge_not_confirmed`: the
 pledge may or may not have been applied, and sending it again with the same
 client id is safe (the script returns the first receipt).
+
+For an up-front campaign, each accepted pledge that adds units records a bank
+transfer for the added units at the "at most" price, which holds them until the
+deposit is confirmed or the hold expires (`engine.groupbuy.payments`).
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import asyncpg
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 from starlette.requests import Request
 
 from engine.errors import DomainError
-from engine.groupbuy.live import PledgeOutcome, PledgeReceipt, CampaignSnapshot
+from engine.groupbuy.live import CampaignSnapshot, PledgeOutcome, PledgeReceipt
+from engine.groupbuy.payments import record_up_front_payment
 from engine.groupbuy.service import submit_pledge
 from web.errors import ApiError
 from web.live import codes  # noqa: F401  (registers the error codes)
@@ -37,6 +43,7 @@ PLEDGES = Counter("jangteo_pledges", "Pledge requests by outcome and code.", ["o
 class PledgeAccepted:
     receipt: PledgeReceipt
     snapshot: CampaignSnapshot | None
+    payment_id: int | None = None  # the up-front payment this pledge recorded
 
 
 def rejection_detail(outcome: PledgeOutcome) -> dict[str, object]:
@@ -83,4 +90,26 @@ async def place_pledge(request: Request, campaign_id: int, units: object, client
         campaign_id, receipt.seq, user.id, receipt.units, receipt.delta_units, receipt.committed_units,
         receipt.retry,
     )
-    return PledgeAccepted(receipt, outcome.snapshot)
+    payment_id = await _record_up_front_payment(state.db, campaign_id, user.id, receipt, outcome.snapshot)
+    return PledgeAccepted(receipt, outcome.snapshot, payment_id)
+
+
+async def _record_up_front_payment(
+    db: asyncpg.Pool, campaign_id: int, user_id: int, receipt: PledgeReceipt, snapshot: CampaignSnapshot | None
+) -> int | None:
+    """Record the bank transfer for the units a pledge added to an up-front campaign; return its id."""
+    # A retry returns the first receipt, whose payment was recorded then.
+    if receipt.retry or receipt.delta_units <= 0 or snapshot is None:
+        return None
+    timing = await db.fetchval("SELECT payment_timing FROM campaigns WHERE id = $1", campaign_id)
+    if timing != "up_front":
+        return None
+    amount_won = receipt.delta_units * snapshot.at_most_price_won
+    try:
+        return await record_up_front_payment(db, campaign_id, user_id, receipt.delta_units, amount_won)
+    except (DomainError, asyncpg.PostgresError, OSError) as error:
+        # NOTE: the pledge stands without a payment row, so no hold expires it; the
+        # close turns it into an order payable by its due time instead.
+        log.error("up-front payment not recorded campaign_id=%d user_id=%d seq=%d error=%s",
+                  campaign_id, user_id, receipt.seq, getattr(error, "code", type(error).__name__))
+        return None

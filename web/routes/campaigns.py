@@ -154,6 +154,9 @@ async def _result(
         "campaign_id": campaign_id,
         "receipt": accepted.receipt if accepted else None,
         "pay_at_most_won": accepted.receipt.units * snapshot.at_most_price_won if accepted and snapshot else None,
+        "payment_id": accepted.payment_id if accepted else None,
+        "payment_won": accepted.receipt.delta_units * snapshot.at_most_price_won
+        if accepted and accepted.payment_id and snapshot else None,
         "error_code": error.code if error else None,
         "error_message": error.message(locale) if error else None,
         "next_client_id": next_client_id,

@@ -342,3 +342,59 @@ async def test_openapi_lists_campaigns(live_server: LiveServer, clients) -> None
     assert "post" in paths["/api/v1/campaigns/{campaign_id}/pledges"]
     assert set(paths["/api/v1/campaigns/{campaign_id}/pledges/mine"]) == {"get", "delete"}
     assert paths["/api/v1/campaigns/{campaign_id}/pledges"]["post"]["parameters"]
+
+
+async def test_up_front_pledge_records_payment(live_server: LiveServer, world: World, make_campaign: CampaignFactory,
+                                               pg_pool, clients) -> None:
+    """An up-front pledge records a bank transfer for each increase at the at-most price; a retry adds none."""
+    campaign_id = await make_campaign(payment_timing="up_front", hold_s=3_600)
+    member = await clients(live_server, world.members[2])
+    first = await pledge(member, campaign_id, "3", "upfront-1")
+    assert first["status"] == 201
+    assert first["payment_id"] is not None
+    retry = await pledge(member, campaign_id, "3", "upfront-1")
+    assert retry["payment_id"] is None
+    raised = await pledge(member, campaign_id, "5", "upfront-2")
+    lowered = await pledge(member, campaign_id, "4", "upfront-3")
+    assert lowered["payment_id"] is None
+    rows = await pg_pool.fetch(
+        "SELECT id, units, amount_won, status, hold_expires_at IS NOT NULL AS held FROM pledge_payments"
+        " WHERE campaign_id = $1 ORDER BY id", campaign_id,
+    )
+    assert [row["id"] for row in rows] == [first["payment_id"], raised["payment_id"]]
+    assert [(row["units"], row["amount_won"]) for row in rows] == [(3, 27_000), (2, 18_000)]
+    assert {row["status"] for row in rows} == {"awaiting_deposit"}
+    assert all(row["held"] for row in rows)
+
+
+async def test_after_success_pledge_records_no_payment(live_server: LiveServer, world: World,
+                                                       make_campaign: CampaignFactory, pg_pool, clients) -> None:
+    """A pledge to an after-success campaign records no payment."""
+    campaign_id = await make_campaign()
+    member = await clients(live_server, world.members[2])
+    answer = await pledge(member, campaign_id, "2")
+    assert answer["payment_id"] is None
+    assert await pg_pool.fetchval("SELECT count(*) FROM pledge_payments WHERE campaign_id = $1", campaign_id) == 0
+
+
+async def test_page_in_english(live_server: LiveServer, world: World, make_campaign: CampaignFactory,
+                               clients) -> None:
+    """The campaign page renders in English with the next-tier line and won amounts."""
+    campaign_id = await make_campaign()
+    member = await clients(live_server, world.members[0])
+    page = (await member.http.get(f"/campaigns/{campaign_id}?lang=en")).text
+    assert "5 more units bring the price to ₩9,000" in page
+    assert "Join this group buy" in page
+
+
+async def test_up_front_form_asks_for_transfer(live_server: LiveServer, world: World,
+                                               make_campaign: CampaignFactory, clients) -> None:
+    """The pledge form's answer on an up-front campaign names the amount to transfer."""
+    campaign_id = await make_campaign(payment_timing="up_front")
+    member = await clients(live_server, world.members[3])
+    response = await member.http.post(
+        f"/campaigns/{campaign_id}/pledges", data={"units": "3", "client_id": "form-upfront"},
+        headers={"HX-Request": "true", "X-CSRF-Token": member.csrf_token},
+    )
+    assert response.status_code == 200
+    assert "계좌이체로 27,000원을 입금해 주세요" in response.text
