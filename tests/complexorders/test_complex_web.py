@@ -332,3 +332,17 @@ async def test_refund_over_api_reduces_order(live_server: LiveServer, complex_wo
     assert await pg_pool.fetchval("SELECT count(*) FROM refunds WHERE order_id = $1", laver_order["id"]) == 1
     denied = await post(neighbour, f"{base}/refunds", {**body, "refund_key": "x2"})
     assert denied.status_code == 403
+
+
+async def test_nav_links_for_coordinator_and_staff(live_server: LiveServer, complex_world: ComplexWorld, clients) -> None:
+    """Coordinators see 단지 공동구매 linking to their list; staff see 코디네이터 지정; members see neither."""
+    coordinator = await clients(live_server, complex_world.coordinator)
+    staff = await clients(live_server, complex_world.staff)
+    member = await clients(live_server, complex_world.members[7])
+    coordinator_page = (await coordinator.http.get("/complex")).text
+    staff_page = (await staff.http.get("/complex")).text
+    member_page = (await member.http.get("/complex")).text
+    assert '<a href="/complex">단지 공동구매</a>' in coordinator_page
+    assert '<a href="/staff/coordinators">코디네이터 지정</a>' in staff_page
+    assert '<a href="/staff/coordinators">' not in coordinator_page
+    assert '<a href="/complex">단지 공동구매</a>' not in member_page
