@@ -108,7 +108,7 @@ async def _record_up_front_payment(
     try:
         return await record_up_front_payment(db, campaign_id, user_id, receipt.delta_units, amount_won)
     except (DomainError, asyncpg.PostgresError, OSError) as error:
-        # NOTE: the pledge stands without a payment row, so no hold expires it; the
+        # NOTE: the pledge stays accepted without a payment row, so no hold expires it. The
         # close turns it into an order payable by its due time instead.
         log.error("up-front payment not recorded campaign_id=%d user_id=%d seq=%d error=%s",
                   campaign_id, user_id, receipt.seq, getattr(error, "code", type(error).__name__))

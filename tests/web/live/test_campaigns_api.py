@@ -284,6 +284,10 @@ async def test_staff_form_korean_errors(live_server: LiveServer, world: World, p
 async def test_staff_form_creates(live_server: LiveServer, world: World, clients) -> None:
     """The staff form creates a campaign from Korea-time inputs and redirects to its page."""
     staff = await clients(live_server, world.staff)
+    form_page = await staff.http.get("/staff/campaigns")
+    assert form_page.status_code == 200
+    assert "공동구매 만들기" in form_page.text
+    assert 'name="tiers"' in form_page.text
     response = await staff.http.post("/staff/campaigns", data={
         "csrf_token": staff.csrf_token, "product_id": str(world.product_id), "title": "김 공동구매 (폼)",
         "list_price_won": "10000", "tiers": "10:9000, 50:8000", "min_total_units": "10", "stock_cap_units": "100",
