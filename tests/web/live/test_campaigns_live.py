@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.web.live.campaign_fixtures import CampaignFactory, engine_campaigns, make_campaign  # noqa: F401
 from tests.web.live.conftest import LiveServer, World, receive_until
@@ -169,3 +169,45 @@ async def test_cancel_pushes_status_and_closes_form(
     )
     assert pledge.status_code == 409
     assert pledge.json()["error"]["code"] == "campaign_cancelled"
+
+
+async def test_oversized_ws_frame_closes(live_server: LiveServer, world: World, make_campaign: CampaignFactory,
+                                         clients) -> None:
+    """A frame over max_ws_frame_bytes on a campaign socket closes it with 1009."""
+    campaign_id = await make_campaign()
+    member = await clients(live_server, world.members[0])
+    async with await member.connect(f"/ws/campaigns/{campaign_id}") as socket:
+        await socket.recv()
+        await socket.send("x" * (live_server.app.state.settings.max_ws_frame_bytes + 1))
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await socket.recv()
+        assert socket.close_code == 1009
+
+
+async def test_signed_out_watcher_gets_public_regions(live_server: LiveServer, world: World,
+                                                      make_campaign: CampaignFactory, clients) -> None:
+    """A signed-out watcher gets the public regions and pushes but no member region."""
+    campaign_id = await make_campaign()
+    anonymous = await clients(live_server, None)
+    pledger = await clients(live_server, world.members[0])
+    async with await anonymous.connect(f"/ws/campaigns/{campaign_id}") as socket:
+        snapshot = await receive_until(socket, lambda text: f"campaign-{campaign_id}-units" in text)
+        assert f"campaign-{campaign_id}-mine" not in snapshot
+        response = await pledger.http.post(
+            f"/api/v1/campaigns/{campaign_id}/pledges", json={"units": "1", "client_id": "public-1"},
+            headers={"X-CSRF-Token": pledger.csrf_token},
+        )
+        assert response.status_code == 201
+        pushed = await receive_until(socket, lambda text: 'data-units="1"' in text)
+        assert f"campaign-{campaign_id}-mine" not in pushed
+
+
+async def test_unknown_campaign_socket_closed(live_server: LiveServer, world: World, clients) -> None:
+    """A socket for a campaign that does not exist is closed with 1008."""
+    member = await clients(live_server, world.members[0])
+    async with await member.connect("/ws/campaigns/999999999") as socket:
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await socket.recv()
+        assert socket.close_code == 1008
