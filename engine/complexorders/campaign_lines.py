@@ -36,7 +36,7 @@ log = logging.getLogger("jangteo.complexorders")
 
 @dataclass(frozen=True)
 class CampaignItem:
-    """What a complex order's item copies from a running campaign."""
+    """The product, supplier, name, unit and "at most" price an item copies from a running campaign."""
 
     campaign_id: int
     product_id: int

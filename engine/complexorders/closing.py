@@ -21,7 +21,9 @@ order: sale - refunds = the order's amount, and supplier payout + commission +
 refunds = sale.
 
 Campaign items are ordered by their campaign's own close, so they make no order
-here; they are on the pick list and the delivery sheet, marked, with amount 0. A
+here. The pick list and the delivery sheet list them, marked, with amount 0.
+NOTE: they stay listed when their campaign later fails below its minimum, so the
+coordinator has to check the campaign's outcome before handing them over. A
 complex order whose goods total stays below its minimum fails and creates no
 orders, and its campaign lines are taken out of their campaigns again.
 """
@@ -286,8 +288,8 @@ async def _insert_order(
 ) -> OrderPart:
     """Insert one participant's order with one supplier, its line commissions and its ledger rows.
 
-    The `sale` row is the order's amount (goods and shipping part); the `commission`
-    row is the sum of its lines' commissions, each floored to the won, on goods only.
+    The `sale` row is the order's amount (goods and shipping part). The `commission`
+    row is the sum of its lines' commissions on goods only, each floored to the won.
     Its `rate_bp` is the lines' rate, or NULL when the lines have different rates.
     """
     order_id = await connection.fetchval("SELECT nextval(pg_get_serial_sequence('orders', 'id'))")
@@ -612,9 +614,9 @@ async def refund_shortage(
 
     The units are taken from the household's accounts in join order. Each affected
     order (the account's order with the item's supplier) gets one `refunds` row
-    (source key `complex:{id}:refund:{key}:participant:{pid}`), its amount is reduced
-    by that row's amount, and the money ledger gets a `refund` row of that amount
-    and a `commission_reversal` row (negative, see `rules.commission_reversed_won`).
+    (source key `complex:{id}:refund:{key}:participant:{pid}`) and its amount is
+    reduced by that row's amount. The money ledger gets a `refund` row of that amount
+    and a negative `commission_reversal` row (see `rules.commission_reversed_won`).
     Sending the same `refund_key` again returns the first result and changes
     nothing. Raises `forbidden`, `complex_not_found`, `complex_not_closed`,
     `item_not_found`, `campaign_item_not_refundable`, `household_not_found`,

@@ -16,7 +16,7 @@ from engine.mail.templates import Mail, _subject, format_kst, format_won, one_li
 def order_confirmed(*, complex_name: str, orders: Sequence[OrderPart], shipping_share_won: int,
                     due_at: datetime, pickup_point: str, delivery_date: date, delivery_slot: str,
                     campaign_goods: Sequence[str] = ()) -> Mail:
-    """One mail per participant listing their orders, one per supplier, and their campaign goods."""
+    """Build one participant's close mail: their orders (one per supplier) and their campaign goods."""
     subject = _subject(f"단지 공동주문이 마감되었습니다: {one_line(complex_name)}")
     lines = [f"{one_line(complex_name, 200)} 공동주문이 마감되어 주문이 확정되었습니다.\n"]
     if orders:
@@ -71,7 +71,7 @@ def refunded(*, complex_name: str, order_no: str, amount_won: int, reason: str) 
 
 
 def coordinator_message(*, complex_name: str, subject: str, body: str) -> Mail:
-    """Wrap a coordinator's message: Korean first, then English; the coordinator never sees addresses."""
+    """Wrap a coordinator's message in Korean-first text that tells the reader their address stays hidden."""
     wrapped_subject = _subject(f"{one_line(complex_name)} 담당자 안내: {one_line(subject, 100)}")
     text = (
         f"{one_line(complex_name, 200)} 공동주문 담당자가 참여자 모두에게 보낸 안내입니다.\n"

@@ -1,8 +1,8 @@
 """Messages from a complex order's coordinator to its participants, sent through the outbox.
 
 Each message is one `complex_messages` row and one outbox mail per participant
-(event key `complex:{id}:message:{message id}`), written in one transaction, so
-every participant gets it exactly once. Addresses stay in the outbox: the sender
+(event key `complex:{id}:message:{message id}`), written in one transaction. The
+outbox is unique per event key and recipient, so each participant gets it once. Addresses stay in the outbox: the sender
 only learns how many participants were mailed. A complex order sends at most
 `MAX_MESSAGES_PER_HOUR` messages in any rolling hour, judged by PostgreSQL's clock.
 """

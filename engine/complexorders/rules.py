@@ -209,9 +209,9 @@ def reward_won(paid_won: int, reward_bp: int) -> int:
 def split_share_by_goods(share_won: int, goods_by_key: dict[int, int]) -> dict[int, int]:
     """Split one participant's shipping share over their per-supplier orders, summing to it exactly.
 
-    Each order gets floor(share * goods / total goods); the won left over go one
+    Each order gets floor(share * goods / total goods). The won left over go one
     each to the orders with the largest remainders (ties to the smaller key), so
-    an order's part never differs from its exact proportion by one won or more.
+    an order's part differs from its exact proportion by less than one won.
     With no goods at all the share goes to the smallest key.
     """
     if not goods_by_key:

@@ -417,6 +417,8 @@ async def _pledge_campaign_lines(
         if live is None:
             raise DomainError("campaign_unavailable", "the group buy could not confirm the pledge; try again",
                               campaign_id=item.campaign_id)
+        # NOTE: a campaign missing from Redis is loaded on a second pool connection while
+        # this transaction holds one, so a pool exhausted by such joins would wait.
         change = await campaign_lines.change_pledge(db, live, actor, campaign_id=item.campaign_id,
                                                     item_id=item_id, delta_units=delta)
         if change is not None:

@@ -269,7 +269,7 @@ def _publisher(request: Request) -> dict[str, Any]:
 
 
 def participation_services(request: Request) -> dict[str, Any]:
-    """The live services a join needs: the roster publisher and the app's `CampaignLive` for campaign lines."""
+    """Return the keyword arguments a join needs: the roster publisher and the app's `CampaignLive`."""
     return {**_publisher(request), "campaigns": campaign_live(request.app)}
 
 
