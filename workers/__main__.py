@@ -22,7 +22,7 @@ from engine.config import Settings, get_settings
 from engine.db import apply_migrations, create_pool
 from engine.keys import Keys
 from engine.outbox import OutboxSender
-from workers.loops import Closer, close_due_complex_round, cancel_unpaid_round, run_every
+from workers.loops import Closer, cancel_unpaid_round, close_due_complex_round, run_campaign_ledger, run_every
 
 log = logging.getLogger("jangteo.worker")
 
@@ -52,9 +52,9 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
 
     db = await create_pool(settings.database_url, min_size=2, max_size=10)
-    # Each shard's consumer blocks one connection in XREADGROUP, so the pool must hold
-    # more than the shard count.
-    redis = Redis.from_url(settings.redis_url, max_connections=settings.redis_shards + 16)
+    # Each shard's consumer (one for lots, one for campaigns) blocks one connection in
+    # XREADGROUP, so the pool must hold more than twice the shard count.
+    redis = Redis.from_url(settings.redis_url, max_connections=2 * settings.redis_shards + 16)
     try:
         await apply_migrations(db)
         keys = Keys(settings.redis_prefix, settings.redis_shards)
@@ -70,6 +70,7 @@ async def run(settings: Settings) -> None:
         sender = OutboxSender(db, smtp_url=settings.smtp_url, mail_from=settings.mail_from)
         await asyncio.gather(
             consumer.run(stop),
+            run_campaign_ledger(db, redis, keys, stop),
             run_every("closer", CLOSE_INTERVAL_S, stop, closer.round),
             run_every("complex_orders", COMPLEX_CLOSE_INTERVAL_S, stop,
                       lambda: close_due_complex_round(db, settings, redis, keys)),

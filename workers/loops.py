@@ -18,7 +18,9 @@ from redis.exceptions import RedisError
 from engine.auction.closing import GapWatch, close_due_lots, open_started_lots, reload_missing_shards
 from engine.auction.live import AuctionLive
 from engine.complexorders.closing import close_due_complex_orders
+from engine.auction.ledger import LedgerConsumer
 from engine.config import Settings
+from engine.groupbuy.ledger import CAMPAIGN_LEDGER
 from engine.keys import Keys
 from engine.orders import cancel_unpaid_orders
 
@@ -79,3 +81,8 @@ async def close_due_complex_round(
 ) -> None:
     """Close the complex orders whose closing time passed; each closes once even when several workers race."""
     await close_due_complex_orders(db, payment_due_s=settings.payment_due_s, redis=redis, keys=keys)
+
+
+async def run_campaign_ledger(db: asyncpg.Pool, redis: Redis, keys: Keys, stop: asyncio.Event) -> None:
+    """Move the campaign shard streams into `pledge_events` until `stop` is set, one loop per shard."""
+    await LedgerConsumer(db, redis, keys, ledger=CAMPAIGN_LEDGER).run(stop)
