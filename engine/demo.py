@@ -169,6 +169,9 @@ async def _add_fresh_round(connection: asyncpg.Connection, now: datetime | None)
         lots = await _insert_lots(connection, now, supplier_ids, product_ids, created_by=created_by)
     campaigns = 0
     if not campaigns_running:
+        # NOTE: the worker loads campaigns into Redis only for shards whose loaded marker
+        # is missing, so when Redis kept its data, a fresh round reaches Redis (and the
+        # closer) only once a campaign page or a pledge loads it.
         campaigns = await demo_groupbuy.insert_campaigns(
             connection, now, supplier_ids, product_ids, user_ids, created_by=created_by
         )

@@ -12,10 +12,14 @@ import pytest
 import redis.asyncio
 
 from engine.actors import MEMBER, Actor
+from engine.auction.ledger import LedgerConsumer
 from engine.complexorders import rules as complex_rules
 from engine.demo import load_demo_data
 from engine.demo_catalogue import CAMPAIGNS, COMPLEX_ORDER, NEIGHBOURS, DemoCampaign
+from engine.config import Settings
 from engine.groupbuy.campaigns import CampaignDraft, check_draft, load_campaign, terms_from_row
+from engine.groupbuy.closing import close_due_campaigns, keep_campaigns_loaded
+from engine.groupbuy.ledger import CAMPAIGN_LEDGER
 from engine.groupbuy.live import CampaignLive
 from engine.groupbuy.rules import at_most_price_won, next_tier, unit_price_for
 from engine.groupbuy.service import submit_pledge
@@ -265,6 +269,33 @@ async def test_demo_about_to_close_is_due(demo_pool: asyncpg.Pool, live: Campaig
     closing_soon = [c["id"] for c in campaigns if c["title"].endswith("(마감 임박)")]
     assert len(closing_soon) == 1
     assert due == closing_soon
+
+
+async def test_demo_about_to_close_closes(demo_pool: asyncpg.Pool, live: CampaignLive, settings: Settings) -> None:
+    """Once due, the closer makes one order per pledge of the about-to-close campaign at its tier price."""
+    database_now = await demo_pool.fetchval("SELECT now()")
+    await load_demo_data(demo_pool, now=database_now - timedelta(minutes=6))
+    campaign = await demo_pool.fetchrow("SELECT * FROM campaigns WHERE title LIKE '%(마감 임박)'")
+    pledges = _replay(await _events(demo_pool, campaign["id"]))
+    consumer = LedgerConsumer(demo_pool, live.redis, live.keys, block_ms=50, claim_idle_s=0.2, ledger=CAMPAIGN_LEDGER)
+
+    # The worker's housekeeping: Redis has no campaign yet, so every active one is loaded.
+    await keep_campaigns_loaded(demo_pool, live)
+    status = None
+    for _ in range(20):
+        await close_due_campaigns(demo_pool, live, settings)
+        await consumer.drain()
+        status = await demo_pool.fetchval("SELECT status FROM campaigns WHERE id = $1", campaign["id"])
+        if status == "succeeded":
+            break
+
+    orders = await demo_pool.fetch("SELECT * FROM orders WHERE campaign_id = $1", campaign["id"])
+    price_won = unit_price_for(terms_from_row(campaign), sum(pledges.values()))
+    assert status == "succeeded"
+    assert {order["buyer_id"]: order["units"] for order in orders} == pledges
+    assert all(order["unit_price_won"] == price_won for order in orders)
+    assert price_won == campaign["tiers"][0][1]
+    assert await demo_pool.fetchval("SELECT count(*) FROM campaigns WHERE status = 'open'") == 3
 
 
 # -- accounts ----------------------------------------------------------------------------
