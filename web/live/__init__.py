@@ -64,10 +64,13 @@ async def stop_live(app: Starlette) -> None:
 
 
 async def _flush_acks_once(app: Starlette) -> None:
-    try:
-        await auction_live(app).acks.flush(app.state.db)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        log.error("ack marks not saved error=%s", type(error).__name__)
+    from web.live.campaign_hub import campaign_live
+
+    for kind, marks in (("lot", auction_live(app).acks), ("campaign", campaign_live(app).acks)):
+        try:
+            await marks.flush(app.state.db)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.error("ack marks not saved kind=%s error=%s", kind, type(error).__name__)
 
 
 async def _flush_acks_forever(app: Starlette) -> None:
