@@ -349,6 +349,19 @@ def run(plan: Plan, *, quick: bool, only: set[str] | None = None) -> dict[str, A
         redis.stop()
 
 
+def _merge(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """Replace the sections of `earlier` that `later` measured; note both start times."""
+    merged = dict(earlier)
+    for key, value in later.items():
+        if key in ("json", "redis_benchmark", "bids", "bid_profile", "fanout", "fanout_profile", "memory"):
+            merged[key] = value
+    sections = sorted(key for key in later if key in ("bids", "fanout", "memory", "redis_benchmark"))
+    merged["started_at"] = f"{earlier['started_at']} ({', '.join(sections)} rerun at {later['started_at']})"
+    merged["machine"]["load_average_end"] = later["machine"]["load_average_end"]
+    merged.pop("goals", None)
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run Jangteo's benchmarks against their baselines.")
     parser.add_argument("--quick", action="store_true", help="short smoke run with small sizes (numbers are not meaningful)")
@@ -356,10 +369,15 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default="", help="comma-separated subset of: redis, bids, fanout, memory, micro (default: all)",
     )
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite the tables in docs/benchmarks.md")
+    parser.add_argument(
+        "--merge", type=Path, help="results JSON of an earlier full run; the sections run now replace its sections",
+    )
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     only = {part.strip() for part in arguments.only.split(",") if part.strip()} or None
     results = run(QUICK if arguments.quick else FULL, quick=arguments.quick, only=only)
+    if arguments.merge:
+        results = _merge(json.loads(arguments.merge.read_text(encoding="utf-8")), results)
     _save(results)
     results["goals"] = report.evaluate_goals(results)
     _save(results)
