@@ -357,6 +357,8 @@ def _merge(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
             merged[key] = value
     sections = sorted(key for key in later if key in ("bids", "fanout", "memory", "redis_benchmark"))
     merged["started_at"] = f"{earlier['started_at']} ({', '.join(sections)} rerun at {later['started_at']})"
+    if later.get("commit") != earlier.get("commit"):
+        merged["commit"] = f"{earlier.get('commit')} ({', '.join(sections)}: {later.get('commit')})"
     merged["machine"]["load_average_end"] = later["machine"]["load_average_end"]
     merged.pop("goals", None)
     return merged
