@@ -22,7 +22,7 @@ from engine.config import Settings, get_settings
 from engine.db import apply_migrations, create_pool
 from engine.keys import Keys
 from engine.outbox import OutboxSender
-from workers.loops import Closer, cancel_unpaid_round, close_due_complex_round, run_campaign_ledger, run_every
+from workers.loops import Closer, UnpaidCanceller, close_due_complex_round, keep_running, run_every
 
 log = logging.getLogger("jangteo.worker")
 
@@ -52,9 +52,9 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
 
     db = await create_pool(settings.database_url, min_size=2, max_size=10)
-    # Each shard's consumer (one for lots, one for campaigns) blocks one connection in
-    # XREADGROUP, so the pool must hold more than twice the shard count.
-    redis = Redis.from_url(settings.redis_url, max_connections=2 * settings.redis_shards + 16)
+    # Each shard's consumer blocks one connection in XREADGROUP, so the pool must hold
+    # more than the shard count.
+    redis = Redis.from_url(settings.redis_url, max_connections=settings.redis_shards + 16)
     try:
         await apply_migrations(db)
         keys = Keys(settings.redis_prefix, settings.redis_shards)
@@ -68,14 +68,19 @@ async def run(settings: Settings) -> None:
         consumer = LedgerConsumer(db, redis, keys)
         closer = Closer(db, live, settings)
         sender = OutboxSender(db, smtp_url=settings.smtp_url, mail_from=settings.mail_from)
+        canceller = UnpaidCanceller(db)
+        # One supervised loop per ledger shard, so a crash restarts only its shard.
+        shard_loops = [
+            keep_running(f"ledger_shard_{shard}", stop, lambda shard=shard: consumer.run_shard(shard, stop))
+            for shard in range(settings.redis_shards)
+        ]
         await asyncio.gather(
-            consumer.run(stop),
-            run_campaign_ledger(db, redis, keys, stop),
+            *shard_loops,
             run_every("closer", CLOSE_INTERVAL_S, stop, closer.round),
             run_every("complex_orders", COMPLEX_CLOSE_INTERVAL_S, stop,
                       lambda: close_due_complex_round(db, settings, redis, keys)),
-            sender.run(stop),
-            run_every("unpaid_orders", CANCEL_INTERVAL_S, stop, lambda: cancel_unpaid_round(db)),
+            keep_running("mail_sender", stop, lambda: sender.run(stop)),
+            run_every("unpaid_orders", CANCEL_INTERVAL_S, stop, canceller.round),
         )
     finally:
         await redis.aclose()
