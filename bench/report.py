@@ -73,7 +73,8 @@ def evaluate_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         jangteo, bare, socketio = (_fanout(results, target, watchers) for target in ("jangteo", "bare", "socketio"))
         if not (jangteo and bare):
             continue
-        rate, bare_rate = jangteo["throughput"]["deliveries_per_s"], bare["throughput"]["deliveries_per_s"]
+        rate = jangteo["throughput"]["deliveries_per_s"] or 0.0
+        bare_rate = bare["throughput"]["deliveries_per_s"] or 0.0
         value = ratio(rate, bare_rate)
         goals.append(_goal(
             f"fan-out deliveries/s, {watchers} watchers, ÷ bare broadcast", value, "≥ 0.6", value >= 0.6,
@@ -86,7 +87,8 @@ def evaluate_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             p99 <= limit, f"bare broadcast p99 {bare_p99:.1f} ms",
         ))
         if socketio:
-            sio_rate, sio_p99 = socketio["throughput"]["deliveries_per_s"], socketio["latency"]["last_watcher_p99_ms"]
+            sio_rate = socketio["throughput"]["deliveries_per_s"] or 0.0
+            sio_p99 = socketio["latency"]["last_watcher_p99_ms"]
             value = ratio(rate, sio_rate)
             goals.append(_goal(
                 f"fan-out vs python-socketio, {watchers} watchers (rate ratio)", value,
@@ -200,17 +202,7 @@ def render_tables(results: dict[str, Any]) -> str:
             )
     profile = results.get("bid_profile")
     if profile and profile.get("samples"):
-        lines += [
-            "", f"Profile of the server in an extra run ({profile['label']}, {profile['accepted_per_s']:,.0f} accepted/s, "
-            f"py-spy, {profile['samples']:,} samples while not idle): functions by share of samples at the top of the stack "
-            "(self) and on the stack (inclusive, from the bid endpoint down).", "",
-            "| self | function | | inclusive | function |", "| --- | --- | --- | --- | --- |",
-        ]
-        inclusive = [row for row in profile["inclusive"] if row[1] < 0.75][:15]
-        for index in range(15):
-            left = profile["self"][index] if index < len(profile["self"]) else ("", "")
-            right = inclusive[index] if index < len(inclusive) else ("", "")
-            lines.append(f"| {left[1]} | `{left[0]}` | | {right[1]} | `{right[0]}` |")
+        lines += _profile_table(profile, f"{profile['accepted_per_s']:,.0f} accepted/s")
     if results.get("fanout"):
         lines += [
             "", "### Fan-out", "",
@@ -221,11 +213,14 @@ def render_tables(results: dict[str, Any]) -> str:
             stalled = run.get("stalled_latency", {}).get("delivery_p99_ms", "–")
             reference = run.get("reference_latency", {}).get("delivery_p99_ms", "–")
             lines.append(
-                f"| {run['target']} | {run['watchers']} | {run['throughput']['deliveries_per_s']:,.0f} | "
+                f"| {run['target']} | {run['watchers']} | {run['throughput']['deliveries_per_s'] or 0:,.0f} | "
                 f"{run['throughput']['messages']:,} of {run['throughput']['burst'] * run['watchers']:,} | "
                 f"{run['throughput']['drain_s']} | {run['latency']['last_watcher_p50_ms']} | "
                 f"{run['latency']['last_watcher_p99_ms']} | {reference} / {stalled} | {run['throughput']['server_cpu_s']} | {run['server_rss_mib']} |"
             )
+    profile = results.get("fanout_profile")
+    if profile and profile.get("samples"):
+        lines += _profile_table(profile, f"last watcher p99 {profile['last_watcher_p99_ms']} ms")
     if results.get("memory"):
         lines += ["", "### Idle websockets", "", "| server | sockets | RSS before MiB | RSS after MiB | bytes per socket |",
                   "| --- | --- | --- | --- | --- |"]
@@ -234,6 +229,23 @@ def render_tables(results: dict[str, Any]) -> str:
                 f"| {run['target']} | {run['sockets']} | {run['rss_before_mib']} | {run['rss_after_mib']} | {run['bytes_per_socket']:,} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _profile_table(profile: dict[str, Any], figure: str) -> list[str]:
+    lines = [
+        "", f"Profile of the server in an extra run ({profile['label']}, {figure}; py-spy, "
+        f"{profile['samples']:,} samples while not idle): functions by share of samples at the top of the stack "
+        "(self) and on the stack (inclusive, without the frames every sample shares).", "",
+        "| self | function | | inclusive | function |", "| --- | --- | --- | --- | --- |",
+    ]
+    # Frames on (almost) every stack, such as uvicorn's entry point, say nothing.
+    top_share = profile["inclusive"][0][1] if profile["inclusive"] else 1.0
+    inclusive = [row for row in profile["inclusive"] if row[1] < top_share - 0.02][:15]
+    for index in range(15):
+        left = profile["self"][index] if index < len(profile["self"]) else ("", "")
+        right = inclusive[index] if index < len(inclusive) else ("", "")
+        lines.append(f"| {left[1]} | `{left[0]}` | | {right[1]} | `{right[0]}` |")
+    return lines
 
 
 def update_docs(path: Path, tables: str) -> None:

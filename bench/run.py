@@ -1,6 +1,6 @@
 """Run every benchmark, print the results as ratios to their baselines, record them.
 
-    .venv/bin/python -m bench.run            # the full run (about 10 minutes)
+    .venv/bin/python -m bench.run            # the full run (about 15 minutes)
     .venv/bin/python -m bench.run --quick    # a short smoke run (about 1 minute)
 
 Starts its own Redis (a private redis-server on a free port) and a PostgreSQL
@@ -200,11 +200,14 @@ def _fanout_server(target: str, redis: BenchRedis, database_url: str) -> tuple[S
     return start_server("fanout-jangteo", argv, port, env), "/ws/lots/", "jangteo"
 
 
-async def fanout_scenarios(redis: BenchRedis, database_url: str, plan: Plan) -> list[dict[str, Any]]:
+async def fanout_scenarios(
+    redis: BenchRedis, database_url: str, plans: tuple[FanoutPlan, ...], *,
+    targets: tuple[str, ...] = ("bare", "socketio", "jangteo"), profile: bool = False, first_lot_id: int = FANOUT_FIRST_LOT_ID,
+) -> list[dict[str, Any]]:
     results = []
-    lot_id = FANOUT_FIRST_LOT_ID
-    for fanout_plan in plan.fanout_plans:
-        for target in ("bare", "socketio", "jangteo"):
+    lot_id = first_lot_id
+    for fanout_plan in plans:
+        for target in targets:
             lot_id += 1
             connection = Redis.from_url(redis.url)
             await load_lots(connection, bench_keys(), lot_id, 1)
@@ -221,7 +224,7 @@ async def fanout_scenarios(redis: BenchRedis, database_url: str, plan: Plan) -> 
             try:
                 result = await run_fanout(
                     target, server, fanout_plan, trigger, path=f"{path_prefix}{lot_id}", protocol=protocol,
-                    origin=f"http://127.0.0.1:{server.port}",
+                    origin=f"http://127.0.0.1:{server.port}", profile=profile,
                 )
                 result["server_rss_mib"] = round(server.rss_bytes() / 2**20, 1)
             finally:
@@ -234,6 +237,17 @@ async def fanout_scenarios(redis: BenchRedis, database_url: str, plan: Plan) -> 
                 result["throughput"]["deliveries_per_s"], result["latency"]["last_watcher_p99_ms"],
             )
     return results
+
+
+def fanout_profile(redis: BenchRedis, database_url: str, plan: Plan) -> dict[str, Any]:
+    """Run Jangteo's hub once more with 1,000 watchers, sampled by py-spy; the figures are not used for the goals."""
+    profiled_plan = plan.fanout_plans[0]
+    profiled_plan = FanoutPlan(profiled_plan.watchers, profiled_plan.triggers, profiled_plan.spacing_s, profiled_plan.burst)
+    (result,) = asyncio.run(fanout_scenarios(
+        redis, database_url, (profiled_plan,), targets=("jangteo",), profile=True, first_lot_id=FANOUT_FIRST_LOT_ID + 500,
+    ))
+    label = f"jangteo hub, {profiled_plan.watchers} watchers, latency phase"
+    return {"label": label, "last_watcher_p99_ms": result["latency"]["last_watcher_p99_ms"], **result.get("profile", {})}
 
 
 def memory_scenarios(redis: BenchRedis, database_url: str, plan: Plan) -> list[dict[str, Any]]:
@@ -268,6 +282,12 @@ def memory_scenarios(redis: BenchRedis, database_url: str, plan: Plan) -> list[d
     return results
 
 
+def _save(results: dict[str, Any]) -> None:
+    """Write the results so far, so a failure in a later scenario keeps the earlier ones."""
+    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_PATH.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def _timed(name: str, function: Callable[[], Any]) -> Any:
     started = time.monotonic()
     try:
@@ -300,17 +320,25 @@ def run(plan: Plan, *, quick: bool, only: set[str] | None = None) -> dict[str, A
                 wanted = only or {"redis", "bids", "fanout", "memory", "micro"}
                 if "micro" in wanted:
                     results["json"] = _timed("json", measure_json)
+                _save(results)
                 if "redis" in wanted:
                     results["redis_benchmark"] = _timed(
                         "redis-benchmark", lambda: run_redis_benchmark(redis.port, 1, requests=plan.redis_benchmark_requests)
                     )
+                _save(results)
                 if "bids" in wanted:
                     environment = BidEnvironment(redis, database_url, identities_path)
                     results["bids"] = _timed("bids", lambda: bid_scenarios(environment, plan))
                     if not quick:
                         results["bid_profile"] = _timed("bid profile", lambda: bid_profile(environment, plan))
+                _save(results)
                 if "fanout" in wanted:
-                    results["fanout"] = _timed("fan-out", lambda: asyncio.run(fanout_scenarios(redis, database_url, plan)))
+                    results["fanout"] = _timed(
+                        "fan-out", lambda: asyncio.run(fanout_scenarios(redis, database_url, plan.fanout_plans))
+                    )
+                    if not quick:
+                        results["fanout_profile"] = _timed("fan-out profile", lambda: fanout_profile(redis, database_url, plan))
+                _save(results)
                 if "memory" in wanted:
                     results["memory"] = _timed("memory", lambda: memory_scenarios(redis, database_url, plan))
                 results["machine"]["load_average_end"] = os.getloadavg()
@@ -321,6 +349,21 @@ def run(plan: Plan, *, quick: bool, only: set[str] | None = None) -> dict[str, A
         redis.stop()
 
 
+def _merge(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """Replace the sections of `earlier` that `later` measured; note both start times."""
+    merged = dict(earlier)
+    for key, value in later.items():
+        if key in ("json", "redis_benchmark", "bids", "bid_profile", "fanout", "fanout_profile", "memory"):
+            merged[key] = value
+    sections = sorted(key for key in later if key in ("bids", "fanout", "memory", "redis_benchmark"))
+    merged["started_at"] = f"{earlier['started_at']} ({', '.join(sections)} rerun at {later['started_at']})"
+    if later.get("commit") != earlier.get("commit"):
+        merged["commit"] = f"{earlier.get('commit')} ({', '.join(sections)}: {later.get('commit')})"
+    merged["machine"]["load_average_end"] = later["machine"]["load_average_end"]
+    merged.pop("goals", None)
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run Jangteo's benchmarks against their baselines.")
     parser.add_argument("--quick", action="store_true", help="short smoke run with small sizes (numbers are not meaningful)")
@@ -328,13 +371,18 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default="", help="comma-separated subset of: redis, bids, fanout, memory, micro (default: all)",
     )
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite the tables in docs/benchmarks.md")
+    parser.add_argument(
+        "--merge", type=Path, help="results JSON of an earlier full run; the sections run now replace its sections",
+    )
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     only = {part.strip() for part in arguments.only.split(",") if part.strip()} or None
     results = run(QUICK if arguments.quick else FULL, quick=arguments.quick, only=only)
+    if arguments.merge:
+        results = _merge(json.loads(arguments.merge.read_text(encoding="utf-8")), results)
+    _save(results)
     results["goals"] = report.evaluate_goals(results)
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    _save(results)
     tables = report.render_tables(results)
     print(tables)
     if not arguments.no_docs and not arguments.quick:

@@ -26,8 +26,8 @@ def latency_summary_ms(samples_ns: Sequence[int]) -> dict[str, float]:
     }
 
 
-def ratio(value: float, baseline: float) -> float:
-    """value / baseline rounded to 3 places; NaN when the baseline is zero or missing."""
-    if not baseline or math.isnan(baseline) or math.isnan(value):
+def ratio(value: float | None, baseline: float | None) -> float:
+    """value / baseline rounded to 3 places; NaN when either is missing or the baseline is zero."""
+    if value is None or not baseline or math.isnan(baseline) or math.isnan(value):
         return math.nan
     return round(value / baseline, 3)

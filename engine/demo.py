@@ -1,4 +1,4 @@
-"""First-start demo data: a catalogue, five accounts and a dozen live auction lots.
+"""First-start demo data: a catalogue, 13 accounts, live auction lots, group buys and a complex order.
 
 `load_demo_data` writes, in one transaction:
 
@@ -7,21 +7,28 @@
 - 48 approved suppliers, 20 farm and specialty producers with 78 products and 28 small
   factories with 92 products, 4 of them from outside the district (`is_local` false,
   so their sales take the outside-district commission);
-- five accounts: staff, a supplier account linked to the laver and anchovy producer,
-  two members and an apartment-complex coordinator;
+- 13 accounts: staff, a supplier account linked to the laver and anchovy producer,
+  two members, an apartment-complex coordinator and eight neighbours who pledge in
+  the campaigns and join the complex order;
 - 12 lots created by the staff account, scheduled relative to the database's clock.
   Seven are open for one to three hours and three end 4-6 minutes after the load, so
   the soft close can be watched. Two open 10 minutes after the load. One has a hidden
-  reserve, one a buy-now price and one a hard cap on extensions.
+  reserve, one a buy-now price and one a hard cap on extensions;
+- 4 running group-buy campaigns (laver, kimchi, rice, pears) with their pledge ledgers:
+  one two units short of its next tier, one closing 5 minutes after the load, one paid
+  up front and one that closes when sold out (`engine.demo_groupbuy`);
+- one open apartment-complex order in Gwangsan, opened by the coordinator and closing
+  4 hours after the load, with six households and their lines.
 
 The catalogue tables live in `engine.demo_catalogue`. Only PostgreSQL rows are written;
-the engine loads the live state of open lots into Redis from the `lots` table.
+the engine loads the live state of open lots and campaigns into Redis from PostgreSQL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -29,6 +36,7 @@ import asyncpg
 import orjson
 
 from engine import demo_catalogue as catalogue
+from engine import demo_groupbuy
 from engine.accounts import hash_password
 
 log = logging.getLogger("jangteo.demo")
@@ -54,20 +62,26 @@ DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
     DemoAccount("supplier", "supplier@jangteo.example", "supplier1234!", "정해숙"),
     DemoAccount("member", "member1@jangteo.example", "member1234!", "김민수"),
     DemoAccount("member", "member2@jangteo.example", "member1234!", "이서연"),
-    DemoAccount("coordinator", "coordinator@jangteo.example", "coordinator1234!", "박정민"),
+    DemoAccount("coordinator", catalogue.COORDINATOR_EMAIL, "coordinator1234!", "박정민"),
+    *(
+        DemoAccount("member", email, catalogue.NEIGHBOUR_PASSWORD, display_name)
+        for email, display_name in catalogue.NEIGHBOURS
+    ),
 )
 
 
 async def load_demo_data(pool: asyncpg.Pool, *, now: datetime | None = None) -> list[DemoAccount]:
     """Insert the demo data once per database and return the demo accounts.
 
-    The staff account is the marker: when it exists, nothing is written. Concurrent
-    callers queue on a transaction-level advisory lock, so one inserts and the others
-    find the marker once it commits. Lot times are relative to `now`, which defaults
-    to the PostgreSQL server's `now()`. On a later start, when no lot is scheduled or
-    running any more, a fresh round of the demo lots is added relative to `now`, so
-    the demo always has auctions to watch. If an insert fails, the transaction rolls
-    back and the error propagates, leaving the database without demo data.
+    The staff account is the marker: when it exists, the catalogue is not written
+    again. Concurrent callers queue on a transaction-level advisory lock, so one
+    inserts and the others find the marker once it commits. Lot, campaign and
+    complex-order times are relative to `now`, which defaults to the PostgreSQL
+    server's `now()`. A later start adds the demo accounts the database lacks. It
+    also adds a fresh round of the demo lots, of the campaigns and of the complex
+    order for each kind that has nothing running any more, so the demo always has
+    something live to watch. If an insert fails, the transaction rolls back and the
+    error propagates, leaving the database as it was.
     """
     if now is not None and now.tzinfo is None:
         raise ValueError(
@@ -82,35 +96,96 @@ async def load_demo_data(pool: asyncpg.Pool, *, now: datetime | None = None) -> 
                 "SELECT EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($1))", STAFF_EMAIL
             )
             if already_loaded:
-                rescheduled = await _reschedule_lots_if_none_running(connection, now)
-                log.info("demo data already loaded lots_added=%d", rescheduled)
+                added = await _add_fresh_round(connection, now)
+                log.info(
+                    "demo data already loaded accounts_added=%d lots_added=%d campaigns_added=%d"
+                    " complex_orders_added=%d",
+                    added.accounts, added.lots, added.campaigns, added.complex_orders,
+                )
                 return list(DEMO_ACCOUNTS)
 
             if now is None:
                 now = await connection.fetchval("SELECT now()")
             category_ids = await _insert_categories(connection)
             supplier_ids, product_ids = await _insert_suppliers(connection, category_ids)
-            user_ids = await _insert_accounts(connection, supplier_ids)
-            lot_count = await _insert_lots(
-                connection, now, supplier_ids, product_ids, created_by=user_ids[STAFF_EMAIL]
+            user_ids = await _insert_accounts(
+                connection, DEMO_ACCOUNTS, supplier_ids[catalogue.DEMO_SUPPLIER_KEY]
             )
+            created_by = user_ids[STAFF_EMAIL]
+            lot_count = await _insert_lots(connection, now, supplier_ids, product_ids, created_by=created_by)
+            campaign_count = await demo_groupbuy.insert_campaigns(
+                connection, now, supplier_ids, product_ids, user_ids, created_by=created_by
+            )
+            complex_order_id = await demo_groupbuy.insert_complex_order(connection, now, product_ids, user_ids)
 
     log.info(
-        "demo data loaded suppliers=%d products=%d accounts=%d lots=%d",
-        len(supplier_ids), len(product_ids), len(user_ids), lot_count,
+        "demo data loaded suppliers=%d products=%d accounts=%d lots=%d campaigns=%d complex_order_id=%d",
+        len(supplier_ids), len(product_ids), len(user_ids), lot_count, campaign_count, complex_order_id,
     )
     return list(DEMO_ACCOUNTS)
 
 
-async def _reschedule_lots_if_none_running(connection: asyncpg.Connection, now: datetime | None) -> int:
-    """Add a new round of demo lots when every earlier one has ended; return lots added."""
-    running = await connection.fetchval(
+@dataclass(frozen=True)
+class _RoundAdded:
+    """Counts of rows a later start added to a database that already contains the demo."""
+
+    accounts: int = 0
+    lots: int = 0
+    campaigns: int = 0
+    complex_orders: int = 0
+
+
+async def _add_fresh_round(connection: asyncpg.Connection, now: datetime | None) -> _RoundAdded:
+    """Top up a database that already contains the demo, so every start has something live to show.
+
+    Adds the demo accounts it lacks (a database loaded by an older demo), then a new
+    round of lots, of campaigns and of the complex order for each kind that has
+    nothing running. A kind with anything running, demo or not, gets nothing.
+    """
+    accounts = await _insert_missing_accounts(connection)
+    lots_running = await connection.fetchval(
         "SELECT count(*) FROM lots WHERE status IN ('scheduled', 'open') AND end_at > now()"
     )
-    if running:
-        return 0
+    campaigns_running = await demo_groupbuy.running_campaign_count(connection)
+    complex_orders_open = await demo_groupbuy.open_complex_order_count(connection)
+    if lots_running and campaigns_running and complex_orders_open:
+        return _RoundAdded(accounts=accounts)
+
+    ids = await _catalogue_ids(connection)
+    if ids is None:
+        return _RoundAdded(accounts=accounts)
+    supplier_ids, product_ids = ids
+    user_ids = await _demo_user_ids(connection)
+    missing = [account.email for account in DEMO_ACCOUNTS if account.email not in user_ids]
+    if missing:
+        log.warning("demo accounts missing, nothing rescheduled emails=%s", ",".join(missing))
+        return _RoundAdded(accounts=accounts)
     if now is None:
         now = await connection.fetchval("SELECT now()")
+    created_by = user_ids[STAFF_EMAIL]
+
+    lots = 0
+    if not lots_running:
+        lots = await _insert_lots(connection, now, supplier_ids, product_ids, created_by=created_by)
+    campaigns = 0
+    if not campaigns_running:
+        # NOTE: the worker loads campaigns into Redis only for shards whose loaded marker
+        # is missing, so when Redis kept its data, a fresh round reaches Redis (and the
+        # closer) only once a campaign page or a pledge loads it.
+        campaigns = await demo_groupbuy.insert_campaigns(
+            connection, now, supplier_ids, product_ids, user_ids, created_by=created_by
+        )
+    complex_orders = 0
+    if not complex_orders_open:
+        await demo_groupbuy.insert_complex_order(connection, now, product_ids, user_ids)
+        complex_orders = 1
+    return _RoundAdded(accounts, lots, campaigns, complex_orders)
+
+
+async def _catalogue_ids(
+    connection: asyncpg.Connection,
+) -> tuple[dict[str, int], dict[tuple[str, str], int]] | None:
+    """Look up the demo suppliers and products by business number and name; None when one is missing."""
     supplier_ids: dict[str, int] = {}
     product_ids: dict[tuple[str, str], int] = {}
     for index, supplier in enumerate(catalogue.SUPPLIERS):
@@ -118,18 +193,42 @@ async def _reschedule_lots_if_none_running(connection: asyncpg.Connection, now: 
             "SELECT id FROM suppliers WHERE business_no = $1", catalogue.business_number(index)
         )
         if supplier_id is None:
-            log.warning("demo supplier missing, lots not rescheduled supplier=%s", supplier.key)
-            return 0
+            log.warning("demo supplier missing, nothing rescheduled supplier=%s", supplier.key)
+            return None
         supplier_ids[supplier.key] = supplier_id
         for product in supplier.products:
             product_ids[(supplier.key, product.name)] = await connection.fetchval(
                 "SELECT id FROM products WHERE supplier_id = $1 AND name = $2 ORDER BY id LIMIT 1",
                 supplier_id, product.name,
             )
-    created_by = await connection.fetchval(
-        "SELECT id FROM users WHERE lower(email) = lower($1)", STAFF_EMAIL
+    return supplier_ids, product_ids
+
+
+async def _demo_user_ids(connection: asyncpg.Connection) -> dict[str, int]:
+    """Map the e-mail of each demo account that exists to its user id."""
+    rows = await connection.fetch(
+        "SELECT id, lower(email) AS email FROM users WHERE lower(email) = ANY($1::text[])",
+        [account.email.lower() for account in DEMO_ACCOUNTS],
     )
-    return await _insert_lots(connection, now, supplier_ids, product_ids, created_by=created_by)
+    by_email = {row["email"]: row["id"] for row in rows}
+    return {account.email: by_email[account.email.lower()] for account in DEMO_ACCOUNTS if account.email.lower() in by_email}
+
+
+async def _insert_missing_accounts(connection: asyncpg.Connection) -> int:
+    """Insert the demo accounts the database lacks and return how many were inserted."""
+    existing = await _demo_user_ids(connection)
+    missing = [account for account in DEMO_ACCOUNTS if account.email not in existing]
+    if not missing:
+        return 0
+    index = next(i for i, supplier in enumerate(catalogue.SUPPLIERS) if supplier.key == catalogue.DEMO_SUPPLIER_KEY)
+    demo_supplier_id = await connection.fetchval(
+        "SELECT id FROM suppliers WHERE business_no = $1", catalogue.business_number(index)
+    )
+    if demo_supplier_id is None:
+        log.warning("demo supplier missing, supplier account not added supplier=%s", catalogue.DEMO_SUPPLIER_KEY)
+        missing = [account for account in missing if account.role != "supplier"]
+    inserted = await _insert_accounts(connection, missing, demo_supplier_id)
+    return len(inserted)
 
 
 async def _insert_categories(connection: asyncpg.Connection) -> dict[str, int]:
@@ -193,16 +292,19 @@ async def _insert_suppliers(
 
 
 async def _insert_accounts(
-    connection: asyncpg.Connection, supplier_ids: dict[str, int]
+    connection: asyncpg.Connection, accounts: Sequence[DemoAccount], demo_supplier_id: int | None
 ) -> dict[str, int]:
-    """Insert the demo accounts with argon2 hashes and map email -> user id."""
+    """Insert `accounts` with argon2 hashes and map email -> user id.
+
+    The supplier account is linked to `demo_supplier_id`.
+    """
     # argon2 takes tens of milliseconds per hash, so hash in threads off the event loop.
     hashes = await asyncio.gather(
-        *(asyncio.to_thread(hash_password, account.password) for account in DEMO_ACCOUNTS)
+        *(asyncio.to_thread(hash_password, account.password) for account in accounts)
     )
     user_ids: dict[str, int] = {}
-    for account, password_hash in zip(DEMO_ACCOUNTS, hashes):
-        supplier_id = supplier_ids[catalogue.DEMO_SUPPLIER_KEY] if account.role == "supplier" else None
+    for account, password_hash in zip(accounts, hashes):
+        supplier_id = demo_supplier_id if account.role == "supplier" else None
         user_ids[account.email] = await connection.fetchval(
             "INSERT INTO users (email, password_hash, display_name, role, supplier_id)"
             " VALUES ($1, $2, $3, $4, $5) RETURNING id",

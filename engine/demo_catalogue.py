@@ -1,4 +1,5 @@
-"""Fixed tables of the demo catalogue: categories, 48 suppliers, 170 products and 12 lots.
+"""Fixed tables of the demo: categories, 48 suppliers, 170 products, 12 lots, 4 group-buy
+campaigns and one apartment-complex order.
 
 The counts follow the district's first call for suppliers (by 2002-06-30): 20 farm and
 specialty suppliers with 78 products, and 28 small factories with 92 products. The
@@ -711,4 +712,190 @@ LOTS: tuple[DemoLot, ...] = (
     DemoLot("gwangsan-towel", "호텔수건 40수 10장",
             "[경매] 광산타올 호텔수건 40수 10장",
             10 * MINUTE_S, 2 * HOUR_S, 20000),
+)
+
+
+# -- group-buy campaigns ----------------------------------------------------------------
+
+# Demo member accounts that pledge in the campaigns and join the complex order, as
+# (e-mail, display name). They sign in with `NEIGHBOUR_PASSWORD`.
+NEIGHBOURS: tuple[tuple[str, str], ...] = (
+    ("member3@jangteo.example", "최지훈"),
+    ("member4@jangteo.example", "정수빈"),
+    ("member5@jangteo.example", "강예린"),
+    ("member6@jangteo.example", "윤도현"),
+    ("member7@jangteo.example", "장하은"),
+    ("member8@jangteo.example", "임재석"),
+    ("member9@jangteo.example", "한소희"),
+    ("member10@jangteo.example", "오민준"),
+)
+NEIGHBOUR_PASSWORD = "member1234!"
+
+DELIVERY_TERMS = "마감 후 공동구매가 성사되면 3일 안에 택배로 보내 드립니다. 배송비는 무료입니다."
+
+
+@dataclass(frozen=True)
+class DemoCampaign:
+    """A running group buy; `pledges` are (member e-mail, member's new total) in ledger order.
+
+    A total of 0 cancels the member's pledge. The loader replays the pledges through
+    the group-buy rules, so a pledge the rules would reject fails the load.
+    """
+
+    supplier_key: str
+    product_name: str
+    title: str
+    unit_label: str
+    list_price_won: int
+    tiers: tuple[tuple[int, int], ...]
+    min_total_units: int
+    stock_cap_units: int
+    per_member_limit: int
+    start_offset_s: int  # start_at relative to the load time; negative means already open
+    deadline_offset_s: int
+    pledges: tuple[tuple[str, int], ...]
+    min_buyers: int | None = None
+    close_when_sold_out: bool = False
+    fulfilment: str = "delivery"
+    fulfilment_terms: str = DELIVERY_TERMS
+    payment_timing: str = "after_success"
+    # Up-front campaigns only: members who pay by bank transfer and whose deposit is
+    # still awaited. Every other pledger there has paid by card.
+    awaiting_deposit: tuple[str, ...] = ()
+
+
+def _neighbour(number: int) -> str:
+    """Return the e-mail of demo member `number` (3 to 10)."""
+    return f"member{number}@jangteo.example"
+
+
+CAMPAIGNS: tuple[DemoCampaign, ...] = (
+    # Two units short of the 30-unit tier: one pledge tips it.
+    DemoCampaign(
+        "gwangsan-gim", "광산 햇김 선물세트 10호",
+        "[공동구매] 광산 햇김 선물세트 10호 (20봉)", "1세트(20봉)",
+        30000, ((10, 27000), (30, 25000), (50, 23000)),
+        min_total_units=10, stock_cap_units=80, per_member_limit=5,
+        start_offset_s=-26 * HOUR_S, deadline_offset_s=3 * HOUR_S,
+        pledges=(
+            (_neighbour(3), 5), (_neighbour(4), 4), (_neighbour(5), 3), (_neighbour(6), 2),
+            (_neighbour(7), 5), (_neighbour(4), 2), (_neighbour(8), 3), (_neighbour(9), 4),
+            (_neighbour(6), 0), (_neighbour(10), 2), (_neighbour(5), 5), (_neighbour(6), 2),
+        ),
+    ),
+    # Closes minutes after the load, past its minimum, so the worker's close makes orders.
+    DemoCampaign(
+        "eomeoni-kimchi", "광산 포기김치 5kg",
+        "[공동구매] 광산 어머니김치 포기김치 5kg (마감 임박)", "5kg",
+        35000, ((10, 32000), (20, 30000), (30, 28000)),
+        min_total_units=10, min_buyers=5, stock_cap_units=40, per_member_limit=3,
+        start_offset_s=-2 * 24 * HOUR_S, deadline_offset_s=5 * MINUTE_S,
+        pledges=(
+            (_neighbour(3), 3), (_neighbour(5), 2), (_neighbour(7), 3), (_neighbour(8), 1),
+            (_neighbour(9), 3), (_neighbour(10), 2), (_neighbour(8), 2),
+        ),
+    ),
+    # Paid up front at the "at most" price (the tier at the minimum), still below the minimum.
+    DemoCampaign(
+        "imgok-rice", "임곡 황룡강쌀 10kg",
+        "[공동구매] 임곡 황룡강쌀 10kg 햅쌀 (선결제)", "10kg",
+        32000, ((20, 29000), (40, 27000), (60, 25000)),
+        min_total_units=20, stock_cap_units=100, per_member_limit=4,
+        start_offset_s=-6 * HOUR_S, deadline_offset_s=2 * 24 * HOUR_S,
+        pledges=(
+            (_neighbour(4), 4), (_neighbour(6), 3), (_neighbour(8), 2), (_neighbour(10), 4),
+            (_neighbour(3), 2), (_neighbour(9), 2),
+        ),
+        payment_timing="up_front",
+        awaiting_deposit=(_neighbour(9),),
+    ),
+    # Closes as soon as the last 6 boxes are pledged.
+    DemoCampaign(
+        "pyeongdong-pear", "평동 신고배 선물세트 7.5kg (11~13과)",
+        "[공동구매] 평동 신고배 7.5kg 선물세트 (완판 시 조기 마감)", "1상자(7.5kg)",
+        48000, ((10, 45000), (20, 43000), (30, 41000)),
+        min_total_units=10, stock_cap_units=30, per_member_limit=4,
+        start_offset_s=-20 * HOUR_S, deadline_offset_s=8 * HOUR_S,
+        pledges=(
+            (_neighbour(3), 4), (_neighbour(4), 3), (_neighbour(5), 4), (_neighbour(6), 2),
+            (_neighbour(7), 3), (_neighbour(8), 4), (_neighbour(9), 2), (_neighbour(10), 2),
+        ),
+        close_when_sold_out=True,
+        fulfilment="pickup",
+        fulfilment_terms="마감 다음 날 오후 2시부터 6시까지 평동 신고배 작목반 선별장(평동로 512)에서 찾아가세요.",
+    ),
+)
+
+
+# -- the apartment-complex order ----------------------------------------------------------
+
+COORDINATOR_EMAIL = "coordinator@jangteo.example"
+
+
+@dataclass(frozen=True)
+class DemoComplexItem:
+    supplier_key: str
+    product_name: str
+    per_household_limit: int
+
+
+@dataclass(frozen=True)
+class DemoParticipant:
+    """One account's order in the complex order; `lines` are (product name, quantity)."""
+
+    email: str
+    building: str  # 동
+    unit: str  # 호
+    phone: str  # digits only
+    lines: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class DemoComplexOrder:
+    complex_name: str
+    road_address: str
+    pickup_point: str
+    delivery_slot: str
+    closes_offset_s: int  # closes_at relative to the load time
+    delivery_days_after_close: int  # delivery date in Korea time, counted from the closing day
+    reward_bp: int
+    items: tuple[DemoComplexItem, ...]
+    participants: tuple[DemoParticipant, ...]
+
+
+# The complex and its address are invented.
+COMPLEX_ORDER = DemoComplexOrder(
+    complex_name="수완 햇살마루 3단지",
+    road_address="광주광역시 광산구 장신로 137",
+    pickup_point="관리사무소 앞",
+    delivery_slot="10:00-12:00",
+    closes_offset_s=4 * HOUR_S,
+    delivery_days_after_close=1,
+    reward_bp=100,
+    items=(
+        DemoComplexItem("eomeoni-kimchi", "광산 포기김치 5kg", 2),
+        DemoComplexItem("imgok-rice", "임곡 황룡강쌀 10kg", 2),
+        DemoComplexItem("pyeongdong-tomato", "평동 방울토마토 2kg", 3),
+        DemoComplexItem("hanam-strawberry", "설향 딸기 1kg", 4),
+        DemoComplexItem("namdo-jang", "재래 된장 2kg", 1),
+        DemoComplexItem("gwangsan-gim", "도시락김 72봉", 2),
+    ),
+    participants=(
+        DemoParticipant(_neighbour(3), "101", "1203", "01031245678",
+                        (("광산 포기김치 5kg", 1), ("임곡 황룡강쌀 10kg", 1), ("도시락김 72봉", 1))),
+        DemoParticipant(_neighbour(4), "101", "704", "01042871903",
+                        (("평동 방울토마토 2kg", 2), ("설향 딸기 1kg", 2))),
+        DemoParticipant(_neighbour(5), "102", "1502", "01057302816",
+                        (("임곡 황룡강쌀 10kg", 2), ("재래 된장 2kg", 1))),
+        DemoParticipant(_neighbour(6), "103", "302", "01068194025",
+                        (("광산 포기김치 5kg", 2), ("설향 딸기 1kg", 1), ("도시락김 72봉", 2))),
+        # Two accounts of one household: together they use the whole limit of 방울토마토
+        # (3) and 포기김치 (2).
+        DemoParticipant(_neighbour(7), "104", "901", "01073920461",
+                        (("평동 방울토마토 2kg", 2), ("광산 포기김치 5kg", 1))),
+        DemoParticipant(_neighbour(8), "104", "901", "01084016372",
+                        (("평동 방울토마토 2kg", 1), ("설향 딸기 1kg", 3), ("광산 포기김치 5kg", 1))),
+        DemoParticipant(COORDINATOR_EMAIL, "105", "1101", "01095263187",
+                        (("임곡 황룡강쌀 10kg", 1), ("재래 된장 2kg", 1), ("설향 딸기 1kg", 2))),
+    ),
 )

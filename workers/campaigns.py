@@ -1,10 +1,10 @@
 """The worker's group-buy loops: close due campaigns, expire up-front holds, cancel lapsed orders.
 
 Each class runs one round per call, for `workers.loops.run_every`. Like the lot
-closer, each round handles every campaign, payment or order on its own: an outage
-(`OUTAGE`) ends the round, which is retried after a pause, and any other error is
-logged with the item's id and that item backs off (`FailureBackoff`) while the
-round goes on with the others.
+closer, each round handles every campaign, payment or order on its own. An outage
+(`OUTAGE`) ends the round, which is retried after a pause. Any other error is logged
+with the item's id, and that item backs off (`FailureBackoff`) while the round goes
+on with the others.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from workers.loops import OUTAGE, FailureBackoff
 log = logging.getLogger("jangteo.worker")
 
 
-async def _attempt(backoff: FailureBackoff, what: str, item_id: int, work: Callable[[], Awaitable[object]]) -> object:
+async def _attempt(backoff: FailureBackoff, action: str, item_id: int, work: Callable[[], Awaitable[object]]) -> object:
     """Run `work` for one item; an error other than an outage is logged and the item backs off."""
     try:
         result = await work()
@@ -38,7 +38,7 @@ async def _attempt(backoff: FailureBackoff, what: str, item_id: int, work: Calla
         raise
     except Exception:
         delay_s = backoff.failed(item_id)
-        log.exception("%s failed id=%s failures=%s retry_in_s=%.1f", what, item_id, backoff.failures(item_id), delay_s)
+        log.exception("%s failed id=%s failures=%s retry_in_s=%.1f", action, item_id, backoff.failures(item_id), delay_s)
         return None
     backoff.succeeded(item_id)
     return result

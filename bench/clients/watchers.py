@@ -1,7 +1,8 @@
 """Websocket watchers of one lot: connect N sockets, then record when each message arrives.
 
 Driven by commands on stdin; each command gets one JSON line on stdout:
-- (start)            -> {"ready": N} once every socket is open (and joined, for socket.io)
+- (start)            -> {"ready": N} once every socket is open (and joined, for socket.io,
+                        or has its snapshot, for Jangteo)
 - `stall K`          -> stop reading on the first K sockets (they stay open, unread)
 - `arm`              -> forget earlier arrivals (connection snapshots, pings)
 - `latency T1:S1,..` -> for each trigger time Tk (monotonic ns) and the sequence number Sk
@@ -50,7 +51,7 @@ class WatcherSocket:
         # Frames to send that arrived before `connect` returned the socket (the
         # Engine.IO open packet can come in the same read as the 101 response).
         self._unsent: list[bytes] = []
-        if protocol != "socketio":
+        if protocol == "plain":
             self.joined.set_result(None)
 
     def attach(self, socket: LiteWebSocket) -> None:
@@ -75,6 +76,11 @@ class WatcherSocket:
                 self.send(b"40")
             elif payload.startswith(b"40") and not self.joined.done():
                 self.joined.set_result(None)
+            return
+        if self.protocol == "jangteo" and not self.joined.done():
+            # The hub's first frame is the lot's snapshot; ready only once it is here, so
+            # snapshot rendering does not overlap the measured bids.
+            self.joined.set_result(None)
             return
         self._record(payload, arrival_ns)
 

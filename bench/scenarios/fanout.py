@@ -11,8 +11,9 @@ the same watcher clients connect through a real server, then:
   had it. A watcher of the hub that is behind may get several bids in one message,
   as designed; it counts as having them all once a message carries the last bid's
   sequence number. Watchers that were disconnected are reported, not counted.
-- stall (optional): the latency phase runs once more as a reference, then one watcher
-  stops reading and it runs again; the others' per-delivery p99 is compared.
+- stall (optional, before the throughput phase): the latency phase runs once more as
+  a reference, then one watcher stops reading and it runs again; the others'
+  per-delivery p99 is compared. The stalled watcher stays stalled afterwards.
 
 The bid is a real `AuctionLive.place_bid` on the benchmark's Redis, so the message
 leaves Redis pub/sub exactly as in production. For python-socketio the benchmark
@@ -24,19 +25,24 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 
+from bench.profiling import start_py_spy, summarize
 from bench.bidload import BASE_AMOUNT_WON, STEP_AMOUNT_WON, bench_keys
 from bench.services import ClientProcess, ServerProcess, start_client
 from bench.stats import percentile
 from engine.auction.live import AuctionLive
 
 CLIENT_PROCESSES = 2
+# The throughput phase gives up when no message arrived for this long (s).
+DRAIN_QUIET_S = 5.0
 
 
 @dataclass
@@ -92,7 +98,9 @@ async def run_fanout(
     path: str,
     protocol: str,
     origin: str,
+    profile: bool = False,
 ) -> dict[str, Any]:
+    """Run the phases against `server`; with `profile`, sample it with py-spy during the latency phase."""
     per_process = [plan.watchers // CLIENT_PROCESSES] * CLIENT_PROCESSES
     per_process[0] += plan.watchers - sum(per_process)
     clients = [
@@ -108,13 +116,21 @@ async def run_fanout(
             raise RuntimeError(f"{name}: watchers did not all connect: {ready}")
         result: dict[str, Any] = {"target": name, "watchers": plan.watchers}
         await asyncio.sleep(0.5)
+        sampler = None
+        raw_profile = Path(tempfile.gettempdir()) / f"jangteo-bench-fanout-profile-{server.port}.txt"
+        if profile:
+            sampler = start_py_spy(server.process.pid, plan.triggers * plan.spacing_s, raw_profile)
         result["latency"] = await _latency_phase(clients, plan, trigger)
-        result["throughput"] = await _throughput_phase(clients, plan, trigger, server)
+        if sampler is not None:
+            sampler.wait(timeout=60)
+            result["profile"] = summarize(raw_profile) if raw_profile.exists() else {"error": "py-spy wrote no output"}
         if plan.stall:
             # A reference right before the stall, so both phases see the same machine load.
+            # Both run before the burst, which may make a server close its sockets.
             result["reference_latency"] = await _latency_phase(clients, plan, trigger)
             _ask(clients[:1], "stall 1")
             result["stalled_latency"] = await _latency_phase(clients, plan, trigger)
+        result["throughput"] = await _throughput_phase(clients, plan, trigger, server)
         for client in clients:
             client.quit(timeout_s=30)
         return result
@@ -160,16 +176,19 @@ async def _throughput_phase(
     cpu_before = server.cpu_s()
     fired = [await trigger.fire() for _ in range(plan.burst)]
     first_ns, last_seq = fired[0][0], fired[-1][1]
-    # Poll until every reading socket has the last bid, or nothing changed for a whole interval.
+    # Poll until every reading socket has the last bid, or nothing arrived for DRAIN_QUIET_S.
     previous: tuple[int, int] | None = None
+    quiet_since = time.monotonic()
     reports: list[dict[str, Any]] = []
-    while True:
+    while time.monotonic() - quiet_since < DRAIN_QUIET_S:
         await asyncio.sleep(0.5)
         reports = _ask(clients, f"drain {first_ns} {last_seq}")
         got = sum(report["got"] for report in reports)
         messages = sum(report["messages"] for report in reports)
-        if got == sum(report["reading"] for report in reports) or (got, messages) == previous:
+        if got == sum(report["reading"] for report in reports):
             break
+        if (got, messages) != previous:
+            quiet_since = time.monotonic()
         previous = (got, messages)
     last_ns = max(report["last_ns"] for report in reports)
     elapsed_s = (last_ns - first_ns) / 1e9

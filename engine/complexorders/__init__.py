@@ -2,5 +2,7 @@
 
 `rules` holds the checks and arithmetic without I/O, `model` the reads, `service`
 the coordinator role, opening and joining (household limits under a row lock),
-and `closing` the close, sheets, arrival mail, handover and partial refunds.
+`closing` the close, sheets, arrival mail, handover and partial refunds,
+`campaign_lines` the pledges behind lines on campaign items, and `messages` the
+coordinator's mails to participants.
 """

@@ -20,6 +20,27 @@ class Item:
     unit: str
     unit_price_won: int
     per_household_limit: int
+    # Set for a running campaign's product: lines on it are pledges in that campaign,
+    # and `unit_price_won` is the campaign's "at most" price (the price at its minimum).
+    campaign_id: int | None = None
+
+    @property
+    def is_campaign(self) -> bool:
+        return self.campaign_id is not None
+
+
+@dataclass(frozen=True)
+class OrderPart:
+    """One order made by the close: a participant's goods of one supplier plus part of the shipping."""
+
+    order_id: int
+    order_no: str
+    supplier_id: int
+    supplier_name: str
+    amount_won: int
+    goods_won: int
+    shipping_won: int
+    status: str
 
 
 @dataclass(frozen=True)
@@ -63,12 +84,10 @@ class RosterRow:
     shipping_share_won: int
     quantities: dict[int, int] = field(default_factory=dict)      # item id -> units
     refunded_units: dict[int, int] = field(default_factory=dict)  # item id -> units refunded
-    goods_won: int = 0
+    goods_won: int = 0          # catalogue items only; campaign items are charged by their campaign
     refunded_won: int = 0
-    order_id: int | None = None
-    order_no: str | None = None
-    order_amount_won: int | None = None
-    order_status: str | None = None
+    campaign_units: int = 0     # units on campaign items (pledges in those campaigns)
+    orders: list[OrderPart] = field(default_factory=list)         # one per supplier, from the close
 
     def label(self, kind: str, *, masked: bool) -> str:
         return household_label(kind, self.building, self.unit, masked=masked)
@@ -102,7 +121,7 @@ _COMPLEX_COLUMNS = (
 async def fetch_items(connection: asyncpg.Connection | asyncpg.Pool, complex_order_id: int) -> tuple[Item, ...]:
     rows = await connection.fetch(
         """SELECT i.id, i.product_id, i.supplier_id, s.name AS supplier_name, i.name, i.unit,
-                  i.unit_price_won, i.per_household_limit
+                  i.unit_price_won, i.per_household_limit, i.campaign_id
            FROM complex_items i JOIN suppliers s ON s.id = i.supplier_id
            WHERE i.complex_order_id = $1 ORDER BY i.position, i.id""",
         complex_order_id,
@@ -138,13 +157,19 @@ async def fetch_roster(
     """Read every participant (or one) with quantities, sorted by building then unit, numerically."""
     participants = await connection.fetch(
         """SELECT p.id AS participant_id, p.household_id, p.user_id, h.building, h.unit,
-                  u.display_name, p.phone, p.joined_at, h.handed_over_at, p.shipping_share_won,
-                  o.id AS order_id, o.order_no, o.amount_won AS order_amount_won, o.status AS order_status
+                  u.display_name, p.phone, p.joined_at, h.handed_over_at, p.shipping_share_won
            FROM complex_participants p
            JOIN complex_households h ON h.id = p.household_id
            JOIN users u ON u.id = p.user_id
-           LEFT JOIN orders o ON o.source_key = 'complex:' || p.complex_order_id || ':participant:' || p.id
            WHERE p.complex_order_id = $1 AND ($2::bigint IS NULL OR p.id = $2)""",
+        complex_order.id, participant_id,
+    )
+    parts = await connection.fetch(
+        """SELECT x.participant_id, o.id AS order_id, o.order_no, x.supplier_id, s.name AS supplier_name,
+                  o.amount_won, x.goods_won, x.shipping_won, o.status
+           FROM complex_order_parts x JOIN orders o ON o.id = x.order_id JOIN suppliers s ON s.id = x.supplier_id
+           WHERE x.complex_order_id = $1 AND ($2::bigint IS NULL OR x.participant_id = $2)
+           ORDER BY x.participant_id, x.supplier_id""",
         complex_order.id, participant_id,
     )
     lines = await connection.fetch(
@@ -153,14 +178,22 @@ async def fetch_roster(
            WHERE p.complex_order_id = $1 AND ($2::bigint IS NULL OR p.id = $2)""",
         complex_order.id, participant_id,
     )
-    prices = {item.id: item.unit_price_won for item in complex_order.items}
+    items = {item.id: item for item in complex_order.items}
     rows = {record["participant_id"]: RosterRow(**dict(record)) for record in participants}
     for line in lines:
         row = rows[line["participant_id"]]
-        row.quantities[line["item_id"]] = line["quantity"]
-        row.refunded_units[line["item_id"]] = line["refunded_units"]
-        row.goods_won += line["quantity"] * prices[line["item_id"]]
-        row.refunded_won += line["refunded_units"] * prices[line["item_id"]]
+        item = items[line["item_id"]]
+        row.quantities[item.id] = line["quantity"]
+        row.refunded_units[item.id] = line["refunded_units"]
+        if item.is_campaign:
+            row.campaign_units += line["quantity"]
+            continue
+        row.goods_won += line["quantity"] * item.unit_price_won
+        row.refunded_won += line["refunded_units"] * item.unit_price_won
+    for part in parts:
+        rows[part["participant_id"]].orders.append(
+            OrderPart(**{name: part[name] for name in OrderPart.__dataclass_fields__})
+        )
     return sorted(rows.values(), key=lambda row: (*household_sort_key(row.building, row.unit), row.participant_id))
 
 

@@ -204,3 +204,36 @@ def reward_won(paid_won: int, reward_bp: int) -> int:
     if paid_won <= 0 or reward_bp <= 0:
         return 0
     return paid_won * reward_bp // BP_PER_UNIT
+
+
+def split_share_by_goods(share_won: int, goods_by_key: dict[int, int]) -> dict[int, int]:
+    """Split one participant's shipping share over their per-supplier orders, summing to it exactly.
+
+    Each order gets floor(share * goods / total goods). The won left over go one
+    each to the orders with the largest remainders (ties to the smaller key), so
+    an order's part differs from its exact proportion by less than one won.
+    With no goods at all the share goes to the smallest key.
+    """
+    if not goods_by_key:
+        return {}
+    total = sum(goods_by_key.values())
+    if total <= 0:
+        first = min(goods_by_key)
+        return {key: share_won if key == first else 0 for key in goods_by_key}
+    parts = {key: share_won * goods // total for key, goods in goods_by_key.items()}
+    left = share_won - sum(parts.values())
+    by_remainder = sorted(goods_by_key, key=lambda key: (-(share_won * goods_by_key[key] % total), key))
+    for key in by_remainder[:left]:
+        parts[key] += 1
+    return parts
+
+
+def commission_reversed_won(commission_won: int, quantity: int, refunded_units: int) -> int:
+    """Return the part of a line's commission reversed once `refunded_units` of `quantity` are refunded.
+
+    The total reversed is floor(commission * refunded / quantity), so each refund
+    reverses the increase of that total and a fully refunded line reverses all of it.
+    """
+    if quantity <= 0 or not 0 <= refunded_units <= quantity:
+        raise ValueError(f"refunded_units must be within 0..quantity, got {refunded_units} of {quantity}")
+    return commission_won * refunded_units // quantity

@@ -22,9 +22,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from engine.actors import COORDINATOR, MEMBER, Actor
-from engine.complexorders import rules
+from engine.complexorders import campaign_lines, rules
 from engine.complexorders.model import ComplexOrder, fetch_complex
 from engine.errors import DomainError
+from engine.groupbuy.live import CampaignLive
 from engine.keys import Keys
 from engine.orders import audit, require_staff
 
@@ -65,8 +66,11 @@ async def set_role(db: asyncpg.Pool, actor: Actor, user_id: int, role: str) -> N
 
 @dataclass(frozen=True)
 class ItemDraft:
-    product_id: int
+    """A catalogue product (`product_id`) or a running campaign's product (`campaign_id`)."""
+
+    product_id: int | None
     per_household_limit: int
+    campaign_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,7 @@ def parse_moment(value: object, field: str) -> datetime:
 def parse_draft(data: Mapping[str, object]) -> ComplexDraft:
     """Read a complex order's settings from a JSON object or a form; raise DomainError on the first bad field.
 
-    `items` is a list of {"product_id", "per_household_limit"}.
+    `items` is a list of {"product_id" or "campaign_id", "per_household_limit"}.
     """
     kind = data.get("kind")
     if kind not in rules.KINDS:
@@ -119,11 +123,17 @@ def parse_draft(data: Mapping[str, object]) -> ComplexDraft:
     for raw in raw_items:
         if not isinstance(raw, Mapping):
             raise DomainError("invalid_field", "each item is an object", field="items")
-        items.append(ItemDraft(
-            product_id=rules.parse_count(raw.get("product_id"), "product_id", minimum=1, maximum=2**62),
-            per_household_limit=rules.parse_count(raw.get("per_household_limit"), "per_household_limit", minimum=1),
-        ))
-    if len({item.product_id for item in items}) != len(items):
+        limit = rules.parse_count(raw.get("per_household_limit"), "per_household_limit", minimum=1)
+        if _blank(raw.get("campaign_id")):
+            product_id = rules.parse_count(raw.get("product_id"), "product_id", minimum=1, maximum=2**62)
+            items.append(ItemDraft(product_id=product_id, per_household_limit=limit))
+        elif _blank(raw.get("product_id")):
+            campaign_id = rules.parse_count(raw.get("campaign_id"), "campaign_id", minimum=1, maximum=2**62)
+            items.append(ItemDraft(product_id=None, per_household_limit=limit, campaign_id=campaign_id))
+        else:
+            raise DomainError("invalid_field", "an item names a product_id or a campaign_id, not both", field="items")
+    keys = [(item.product_id, item.campaign_id) for item in items]
+    if len(set(keys)) != len(keys):
         raise DomainError("invalid_field", "a product is offered at most once", field="items")
     min_total = data.get("min_total_won")
     return ComplexDraft(
@@ -173,27 +183,40 @@ async def create_complex_order(db: asyncpg.Pool, actor: Actor, draft: ComplexDra
                                   field="delivery_date")
             complex_order_id = await _insert_with_code(connection, actor, draft)
             for position, item in enumerate(draft.items):
-                product = await connection.fetchrow(
-                    """SELECT p.id, p.supplier_id, p.name, p.unit, p.price_won
-                       FROM products p JOIN suppliers s ON s.id = p.supplier_id
-                       WHERE p.id = $1 AND p.status = 'approved' AND s.status = 'approved'""",
-                    item.product_id,
-                )
-                if product is None:
-                    raise DomainError("product_not_available", f"product {item.product_id} is not approved",
-                                      product_id=item.product_id)
-                await connection.execute(
-                    """INSERT INTO complex_items (complex_order_id, product_id, supplier_id, name, unit,
-                                                  unit_price_won, per_household_limit, position)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-                    complex_order_id, product["id"], product["supplier_id"], product["name"], product["unit"],
-                    product["price_won"], item.per_household_limit, position,
-                )
+                await _insert_item(connection, complex_order_id, item, position)
             created = await fetch_complex(connection, complex_order_id)
     assert created is not None
     log.info("complex order opened complex_order_id=%s coordinator_id=%s items=%s",
              created.id, actor.user_id, len(created.items))
     return created
+
+
+async def _insert_item(connection: asyncpg.Connection, complex_order_id: int, item: ItemDraft, position: int) -> None:
+    """Copy an approved product at its price, or a running campaign's product at its "at most" price."""
+    if item.campaign_id is not None:
+        campaign = await campaign_lines.running_campaign(connection, item.campaign_id)
+        values = (campaign.product_id, campaign.supplier_id, campaign.name, campaign.unit,
+                  campaign.at_most_price_won)
+    else:
+        product = await connection.fetchrow(
+            """SELECT p.id, p.supplier_id, p.name, p.unit, p.price_won
+               FROM products p JOIN suppliers s ON s.id = p.supplier_id
+               WHERE p.id = $1 AND p.status = 'approved' AND s.status = 'approved'""",
+            item.product_id,
+        )
+        if product is None:
+            raise DomainError("product_not_available", f"product {item.product_id} is not approved",
+                              product_id=item.product_id)
+        values = (product["id"], product["supplier_id"], product["name"], product["unit"], product["price_won"])
+    try:
+        await connection.execute(
+            """INSERT INTO complex_items (complex_order_id, product_id, supplier_id, name, unit,
+                                          unit_price_won, per_household_limit, position, campaign_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+            complex_order_id, *values, item.per_household_limit, position, item.campaign_id,
+        )
+    except asyncpg.UniqueViolationError:
+        raise DomainError("invalid_field", f"product {values[0]} is offered at most once", field="items") from None
 
 
 async def _role_of(connection: asyncpg.Connection, user_id: int) -> tuple[str, str]:
@@ -244,6 +267,7 @@ async def submit_participation(
     phone: object = None,
     redis: Redis | None = None,
     keys: Keys | None = None,
+    campaigns: CampaignLive | None = None,
 ) -> Participation:
     """Join a complex order or change one's quantities, within each item's household limit.
 
@@ -253,22 +277,48 @@ async def submit_participation(
     `complex_not_found`, `complex_not_open`, `item_not_found`, `invalid_household`,
     `invalid_phone`, `household_changed`, `empty_order`, and
     `household_limit_exceeded` with the units the household may still add.
+
+    A line on a campaign item changes the member's pledge in that campaign
+    (`campaign_lines`) while the household row is locked, and the pledge is set
+    back when the complex side then fails to save. Such lines also raise
+    `campaign_pledge_rejected` and `campaign_unavailable`. `campaigns` defaults to a
+    `CampaignLive` on `redis` and `keys`.
     """
     if not actor.status == "active" or actor.role not in (MEMBER, COORDINATOR):
         raise DomainError("forbidden", "only active member accounts join complex orders")
-    for attempt in range(3):
-        try:
-            return await _submit_once(db, actor, complex_order_id, quantities, building, unit, phone, redis, keys)
-        except asyncpg.UniqueViolationError:
-            # Two first joins of one account raced; the loser retries as a change.
-            if attempt == 2:
+    own_live = campaigns is None and redis is not None and keys is not None
+    live = CampaignLive(redis, keys) if own_live else campaigns  # type: ignore[arg-type]
+    try:
+        for attempt in range(3):
+            changes: list[campaign_lines.PledgeChange] = []
+            try:
+                return await _submit_once(db, actor, complex_order_id, quantities, building, unit, phone,
+                                          redis, keys, live, changes)
+            except asyncpg.UniqueViolationError:
+                await _revert(db, live, actor, changes)
+                # Two first joins of one account raced; the loser retries as a change.
+                if attempt == 2:
+                    raise
+            except BaseException:
+                await _revert(db, live, actor, changes)
                 raise
+    finally:
+        if own_live and live is not None:
+            # This process's own CampaignLive: save its acknowledged sequence numbers now.
+            await live.acks.flush(db)
     raise AssertionError("unreachable")
+
+
+async def _revert(db: asyncpg.Pool, live: CampaignLive | None, actor: Actor,
+                  changes: list[campaign_lines.PledgeChange]) -> None:
+    if changes and live is not None:
+        await campaign_lines.revert_pledges(db, live, actor, changes)
 
 
 async def _submit_once(
     db: asyncpg.Pool, actor: Actor, complex_order_id: int, quantities: Mapping[int, int],
     building: object, unit: object, phone: object, redis: Redis | None, keys: Keys | None,
+    live: CampaignLive | None, changes: list[campaign_lines.PledgeChange],
 ) -> Participation:
     async with db.acquire() as connection:
         async with connection.transaction():
@@ -318,7 +368,11 @@ async def _submit_once(
                     "UPDATE complex_participants SET phone = $2, updated_at = now() WHERE id = $1",
                     participant_id, contact,
                 )
+            previous = dict(await connection.fetch(
+                "SELECT item_id, quantity FROM complex_lines WHERE participant_id = $1", participant_id
+            ))
             await _write_lines(connection, complex_order, household_id, participant_id, quantities)
+            await _pledge_campaign_lines(db, live, actor, complex_order, previous, quantities, changes)
 
     await publish(redis, keys, complex_order_id, "join" if existing is None else "change", participant_id)
     log.info("complex participation complex_order_id=%s participant_id=%s household_id=%s created=%s",
@@ -337,6 +391,38 @@ def _household_of(
     if existing is not None and household != (existing["building"], existing["unit"]):
         raise DomainError("household_changed", "an account belongs to one household per complex order")
     return household
+
+
+async def _pledge_campaign_lines(
+    db: asyncpg.Pool,
+    live: CampaignLive | None,
+    actor: Actor,
+    complex_order: ComplexOrder,
+    previous: Mapping[int, int],
+    quantities: Mapping[int, int],
+    changes: list[campaign_lines.PledgeChange],
+) -> None:
+    """Move the member's campaign pledges by the change of each campaign line, appending to `changes`.
+
+    Runs inside the join's transaction after `_write_lines` checked the household
+    limit, so a rejected pledge rolls the lines back and the caller reverts the
+    pledges already in `changes`.
+    """
+    for item_id, quantity in quantities.items():
+        item = complex_order.item(item_id)
+        assert item is not None
+        delta = quantity - previous.get(item_id, 0)
+        if item.campaign_id is None or delta == 0:
+            continue
+        if live is None:
+            raise DomainError("campaign_unavailable", "the group buy could not confirm the pledge; try again",
+                              campaign_id=item.campaign_id)
+        # NOTE: a campaign missing from Redis is loaded on a second pool connection while
+        # this transaction holds one, so a pool exhausted by such joins would wait.
+        change = await campaign_lines.change_pledge(db, live, actor, campaign_id=item.campaign_id,
+                                                    item_id=item_id, delta_units=delta)
+        if change is not None:
+            changes.append(change)
 
 
 async def _write_lines(

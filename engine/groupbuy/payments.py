@@ -2,10 +2,11 @@
 
 Up-front campaigns: after an accepted pledge the web layer calls
 `record_up_front_payment` with the "at most" amount (units x the price at the
-minimum total). A bank transfer (무통장입금) holds the pledge's units until staff
-confirm the deposit (`confirm_pledge_deposit`) or the hold expires; `expire_hold`
-then releases the units in Redis with one script call, one `hold_expired` event in
-the ledger, and only before the deadline, so a release never moves the final price.
+minimum total). A bank transfer (무통장입금) keeps the pledge's units reserved until
+staff confirm the deposit (`confirm_pledge_deposit`) or the hold expires. Then
+`expire_hold` releases the units in Redis with one script call, which appends one
+`hold_expired` event to the ledger. Redis accepts a release only before the
+deadline, so a release never moves the final price.
 The close (`engine.groupbuy.closing`) turns paid payments into paid orders and
 refunds the difference to the final price.
 
@@ -122,9 +123,9 @@ async def record_up_front_payment(
     """Record the up-front payment of an accepted pledge of `units`; return the payment id.
 
     `amount_won` must be `units` x the "at most" price (the tier at the minimum
-    total). A bank transfer awaits its deposit and holds the units until `hold_s`
-    from now (PostgreSQL's clock), and its member is mailed the account and due
-    time; a card payment, which the caller has already confirmed, is paid at once.
+    total). A bank transfer awaits its deposit, keeping the units reserved until
+    `hold_s` from now (PostgreSQL's clock), and its member is mailed the account and
+    the due time. A card payment, which the caller has already confirmed, is paid at once.
     Raises DomainError `campaign_not_found`, `not_up_front`, `campaign_closed`
     (the close already ran: the member gets an order to pay instead),
     `invalid_units`, `invalid_payment_method` or `payment_amount_mismatch`.
@@ -248,7 +249,7 @@ async def _apply_after_close(connection: asyncpg.Connection, campaign: asyncpg.R
     return "order_paid"
 
 
-# -- expiring holds ------------------------------------------------------------------
+# -- expiring bank-transfer holds -------------------------------------------------
 
 
 async def due_hold_ids(db: asyncpg.Pool, *, limit: int = 100, exclude_ids: Sequence[int] = ()) -> list[int]:
@@ -268,8 +269,8 @@ async def expire_hold(db: asyncpg.Pool, live: CampaignLive, payment_id: int) -> 
 
     The release is one script call keyed by the payment, so a releaser that died
     after Redis released but before this transaction committed releases nothing the
-    second time. After the deadline Redis rejects the release and the units stay in
-    the total the close fixed; the member's order then lapses on its own due time.
+    second time. After the deadline Redis rejects the release, so the units stay in
+    the total the close fixed, and the member's order lapses at its own due time.
     Returns False when the payment is no longer a lapsed hold or another worker holds
     its lock. Redis errors propagate and leave the payment as it was.
     """
@@ -345,7 +346,7 @@ async def cancel_unpaid_campaign_order(db: asyncpg.Pool, order_id: int) -> bool:
     """Cancel one lapsed group-buy order; the campaign's price and every other order stay as they are.
 
     Reverses the order's sale and commission, refunds in full what its buyer paid up
-    front, expires their open holds and mails them. Returns False when the order is
+    front, expires their unconfirmed payments and mails them. Returns False when the order is
     no longer a lapsed unpaid order.
     """
     campaign_id = await db.fetchval("SELECT campaign_id FROM orders WHERE id = $1", order_id)

@@ -29,7 +29,7 @@ def succeeded_awaiting_payment(
     *, campaign_id: int, title: str, order_no: str, units: int, unit_price_won: int, amount_won: int,
     paid_won: int, due_at: datetime,
 ) -> Mail:
-    """The participant's mail when the campaign succeeded and the order still awaits a deposit."""
+    """Build the participant's mail when the campaign succeeded and the order still awaits a deposit."""
     subject = _subject(_("공동구매가 성사되었습니다: {title}").format(title=one_line(title)))
     body = _(
         "공동구매 #{campaign_id} '{title}'가 성사되었습니다.\n"
@@ -52,7 +52,7 @@ def succeeded_paid(
     *, campaign_id: int, title: str, order_no: str, units: int, unit_price_won: int, amount_won: int,
     paid_won: int, refund_won: int,
 ) -> Mail:
-    """The participant's mail when the campaign succeeded and the up-front payment covers the order."""
+    """Build the participant's mail when the campaign succeeded and the up-front payment covers the order."""
     subject = _subject(_("공동구매가 성사되었습니다: {title}").format(title=one_line(title)))
     body = _(
         "공동구매 #{campaign_id} '{title}'가 성사되었습니다.\n"
@@ -72,7 +72,7 @@ def succeeded_paid(
 
 
 def failed(*, campaign_id: int, title: str, units: int, refund_won: int) -> Mail:
-    """The participant's mail when the campaign missed its minimum; the pledge is released."""
+    """Build the participant's mail when the campaign missed its minimum and the pledge is released."""
     subject = _subject(_("공동구매가 성사되지 않았습니다: {title}").format(title=one_line(title)))
     body = _(
         "공동구매 #{campaign_id} '{title}'가 최소 수량에 이르지 못해 성사되지 않았습니다.\n"
@@ -86,7 +86,7 @@ def failed(*, campaign_id: int, title: str, units: int, refund_won: int) -> Mail
 def supplier_succeeded(
     *, campaign_id: int, title: str, total_units: int, participants: int, unit_price_won: int
 ) -> Mail:
-    """The supplier's mail when the campaign succeeded: how many units to prepare."""
+    """Build the supplier's mail when the campaign succeeded, with the units to prepare."""
     subject = _subject(_("공동구매가 성사되었습니다: {title}").format(title=one_line(title)))
     body = _(
         "공동구매 #{campaign_id} '{title}'가 성사되었습니다.\n"
@@ -103,7 +103,7 @@ def supplier_succeeded(
 
 
 def supplier_failed(*, campaign_id: int, title: str, total_units: int, min_total_units: int) -> Mail:
-    """The supplier's mail when the campaign missed its minimum: nothing to prepare."""
+    """Build the supplier's mail when the campaign missed its minimum, so nothing is to be prepared."""
     subject = _subject(_("공동구매가 성사되지 않았습니다: {title}").format(title=one_line(title)))
     body = _(
         "공동구매 #{campaign_id} '{title}'가 최소 수량 {minimum}개에 이르지 못해 성사되지 않았습니다"
@@ -116,7 +116,7 @@ def supplier_failed(*, campaign_id: int, title: str, total_units: int, min_total
 def up_front_payment_requested(
     *, campaign_id: int, title: str, units: int, amount_won: int, hold_expires_at: datetime
 ) -> Mail:
-    """The member's mail after an up-front pledge: deposit the "at most" amount before the hold expires."""
+    """Build the member's mail after an up-front pledge, asking for the "at most" amount before the hold expires."""
     subject = _subject(_("공동구매 입금 안내: {title}").format(title=one_line(title)))
     body = _(
         "공동구매 #{campaign_id} '{title}'에 {units}개를 신청하셨습니다.\n"
@@ -144,7 +144,7 @@ def up_front_deposit_confirmed(*, campaign_id: int, title: str, units: int, amou
 
 
 def hold_expired(*, campaign_id: int, title: str, units: int, hold_expires_at: datetime) -> Mail:
-    """The member's mail when an unpaid up-front pledge was released at the end of its hold."""
+    """Build the member's mail when an unpaid up-front pledge was released at the end of its hold."""
     subject = _subject(_("공동구매 신청이 해제되었습니다: {title}").format(title=one_line(title)))
     body = _(
         "공동구매 #{campaign_id} '{title}'의 입금 기한({due})까지 입금이 확인되지 않아"
@@ -155,7 +155,7 @@ def hold_expired(*, campaign_id: int, title: str, units: int, hold_expires_at: d
 
 
 def order_cancelled_unpaid(*, campaign_id: int, title: str, order_no: str, due_at: datetime, refund_won: int) -> Mail:
-    """The buyer's mail when a campaign order lapsed unpaid; other participants' price stays."""
+    """Build the buyer's mail when a campaign order lapsed unpaid (other participants keep their price)."""
     subject = _subject(_("주문이 취소되었습니다: 주문 {order_no}").format(order_no=order_no))
     body = _(
         "공동구매 #{campaign_id} '{title}'의 주문 {order_no}은 입금 기한({due})까지 입금이 확인되지 않아"

@@ -1,7 +1,9 @@
 """Subjects and bodies of the transactional mails, Korean first, as plain text.
 
 Every text a recipient reads is in this module, wrapped in `_()`, so the strings can
-be extracted into gettext catalogs and translated later. Values from users (lot
+be extracted into gettext catalogs and translated later. Titles, names and order
+numbers are quoted or followed by a colon, never by a particle such as 이/가 or 을/를:
+the right particle depends on the value's last syllable, which the text cannot know. Values from users (lot
 titles, names) are flattened to one line before they reach a subject, because a
 header must never contain a line break.
 """
@@ -68,7 +70,7 @@ DEPOSIT_ACCOUNT = BankAccount(bank_name="광주은행", account_no="000-000-0000
 def lot_won(*, lot_id: int, title: str, order_no: str, amount_won: int, due_at: datetime) -> Mail:
     subject = _subject(_("낙찰되었습니다: {title}").format(title=one_line(title)))
     body = _(
-        "축하합니다. 경매 #{lot_id} '{title}'에 낙찰되었습니다.\n"
+        "축하합니다. 경매 #{lot_id} 「{title}」에 낙찰되었습니다.\n"
         "\n"
         "주문번호: {order_no}\n"
         "낙찰가: {amount}\n"
@@ -89,7 +91,7 @@ def lot_won(*, lot_id: int, title: str, order_no: str, amount_won: int, due_at: 
 def lot_lost(*, lot_id: int, title: str) -> Mail:
     subject = _subject(_("경매가 종료되었습니다: {title}").format(title=one_line(title)))
     body = _(
-        "경매 #{lot_id} '{title}'가 종료되었습니다.\n"
+        "경매가 종료되었습니다: #{lot_id} 「{title}」\n"
         "아쉽게도 이번 경매에는 낙찰되지 않았습니다. 참여해 주셔서 감사합니다.\n"
     ).format(lot_id=lot_id, title=one_line(title, 200))
     return Mail(subject, body)
@@ -98,7 +100,7 @@ def lot_lost(*, lot_id: int, title: str) -> Mail:
 def lot_supplier_sold(*, lot_id: int, title: str, order_no: str, amount_won: int) -> Mail:
     subject = _subject(_("경매 상품이 낙찰되었습니다: {title}").format(title=one_line(title)))
     body = _(
-        "경매 #{lot_id} '{title}'가 {amount}에 낙찰되었습니다.\n"
+        "경매 #{lot_id} 「{title}」: {amount}에 낙찰되었습니다.\n"
         "주문번호: {order_no}\n"
         "구매자의 입금이 확인되면 배송 안내를 드립니다.\n"
     ).format(lot_id=lot_id, title=one_line(title, 200), amount=format_won(amount_won), order_no=order_no)
@@ -108,7 +110,7 @@ def lot_supplier_sold(*, lot_id: int, title: str, order_no: str, amount_won: int
 def lot_supplier_unsold(*, lot_id: int, title: str) -> Mail:
     subject = _subject(_("경매가 유찰되었습니다: {title}").format(title=one_line(title)))
     body = _(
-        "경매 #{lot_id} '{title}'가 낙찰자 없이 종료되었습니다"
+        "경매 #{lot_id} 「{title}」: 낙찰자 없이 종료되었습니다"
         " (입찰이 없거나 최저낙찰가에 미달했습니다).\n"
         "판매자 페이지에서 경매를 다시 등록할 수 있습니다.\n"
     ).format(lot_id=lot_id, title=one_line(title, 200))
@@ -118,7 +120,7 @@ def lot_supplier_unsold(*, lot_id: int, title: str) -> Mail:
 def second_chance_offered(*, lot_id: int, title: str, price_won: int, expires_at: datetime) -> Mail:
     subject = _subject(_("차순위 구매 제안: {title}").format(title=one_line(title)))
     body = _(
-        "경매 #{lot_id} '{title}'의 낙찰자가 결제하지 않아 차순위 입찰자인 회원님께 구매를 제안합니다.\n"
+        "경매 #{lot_id} 「{title}」의 낙찰자가 결제하지 않아 차순위 입찰자인 회원님께 구매를 제안합니다.\n"
         "\n"
         "제안 가격: {price} (회원님의 최고 입찰가)\n"
         "수락 기한: {expires}\n"
@@ -136,7 +138,7 @@ def second_chance_offered(*, lot_id: int, title: str, price_won: int, expires_at
 def deposit_confirmed(*, order_no: str, amount_won: int) -> Mail:
     subject = _subject(_("입금이 확인되었습니다: 주문 {order_no}").format(order_no=order_no))
     body = _(
-        "주문 {order_no}의 입금 {amount}이 확인되었습니다.\n"
+        "주문 {order_no}: 입금액 {amount}, 입금이 확인되었습니다.\n"
         "판매자가 상품을 준비해 보내 드립니다.\n"
     ).format(order_no=order_no, amount=format_won(amount_won))
     return Mail(subject, body)
@@ -145,7 +147,7 @@ def deposit_confirmed(*, order_no: str, amount_won: int) -> Mail:
 def order_cancelled_unpaid(*, order_no: str, due_at: datetime) -> Mail:
     subject = _subject(_("주문이 취소되었습니다: 주문 {order_no}").format(order_no=order_no))
     body = _(
-        "주문 {order_no}은 입금 기한({due})까지 입금이 확인되지 않아 자동으로 취소되었습니다.\n"
+        "주문 {order_no}: 입금 기한({due})까지 입금이 확인되지 않아 자동으로 취소되었습니다.\n"
         "이미 입금하셨다면 고객센터로 연락해 주세요.\n"
     ).format(order_no=order_no, due=format_kst(due_at))
     return Mail(subject, body)

@@ -78,7 +78,7 @@ async def test_two_members_bid_live(
                 await page_a.wait_for_selector(f'#lot-{lot_id}-notice [data-notice="outbid"]')
                 await page_a.wait_for_selector(f'#lot-{lot_id}-price[data-price-won="15500"]')
                 assert "상위 입찰이 들어왔습니다" in await page_a.inner_text(f"#lot-{lot_id}-notice")
-                assert "입찰 최고가입니다" in await page_b.inner_text(f"#lot-{lot_id}-notice")
+                assert "최고 입찰자입니다" in await page_b.inner_text(f"#lot-{lot_id}-notice")
                 assert await page_b.locator('[data-notice="outbid"]').count() == 0
 
                 # Pretendard is loaded and used for Korean text (headless Chromium here has no Korean font).

@@ -92,16 +92,16 @@ async def test_delivery_sheet_csv_line_by_line(pg_pool, complex_world: ComplexWo
     assert content.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(content[3:].decode("utf-8"), newline="")))
     assert rows == [
-        ["동", "호", "상품", "단위", "수량", "금액(원)"],
-        ["101", "302", "우리밀 국수", "1봉", "3", "15000"],
-        ["101", "1203", "광산 햇김 선물세트", "1세트", "2", "60000"],
-        ["101", "1203", "우리밀 국수", "1봉", "2", "10000"],
-        ["101동 소계", "", "", "", "7", "85000"],
-        ["102", "1501", "광산 햅쌀", "10kg", "1", "42000"],
-        ["102동 소계", "", "", "", "1", "42000"],
-        ["1001", "302", "광산 햇김 선물세트", "1세트", "1", "30000"],
-        ["1001동 소계", "", "", "", "1", "30000"],
-        ["합계", "", "", "", "9", "157000"],
+        ["동", "호", "상품", "단위", "수량", "금액(원)", "구분"],
+        ["101", "302", "우리밀 국수", "1봉", "3", "15000", ""],
+        ["101", "1203", "광산 햇김 선물세트", "1세트", "2", "60000", ""],
+        ["101", "1203", "우리밀 국수", "1봉", "2", "10000", ""],
+        ["101동 소계", "", "", "", "7", "85000", ""],
+        ["102", "1501", "광산 햅쌀", "10kg", "1", "42000", ""],
+        ["102동 소계", "", "", "", "1", "42000", ""],
+        ["1001", "302", "광산 햇김 선물세트", "1세트", "1", "30000", ""],
+        ["1001동 소계", "", "", "", "1", "30000", ""],
+        ["합계", "", "", "", "9", "157000", ""],
     ]
     assert b"\r\n" in content
 
@@ -130,7 +130,7 @@ async def test_roster_rows_sorted_with_names(pg_pool, complex_world: ComplexWorl
 
 
 async def test_close_once_when_coordinator_and_worker_race(pg_pool, complex_world: ComplexWorld, make_complex: ComplexFactory) -> None:
-    """Of a coordinator close and five worker rounds at the same time, one closes; one order per participant."""
+    """Of a coordinator close and five worker rounds at the same time, one closes; one order per participant and supplier."""
     complex_order = await make_complex()
     await _sample(pg_pool, complex_world, complex_order)
     await pg_pool.execute("UPDATE complex_orders SET closes_at = now() - interval '1 second' WHERE id = $1",
@@ -153,8 +153,13 @@ async def test_close_once_when_coordinator_and_worker_race(pg_pool, complex_worl
     orders = await pg_pool.fetch(
         "SELECT source_key, amount_won FROM orders WHERE complex_order_id = $1 ORDER BY source_key", complex_order.id
     )
-    assert len(orders) == 5
-    assert len({row["source_key"] for row in orders}) == 5
+    # 이서연 (101동 1203호) ordered laver and noodles from two suppliers: two orders.
+    assert len(orders) == 6
+    assert len({row["source_key"] for row in orders}) == 6
+    assert await pg_pool.fetchval(
+        "SELECT count(*) FROM money_ledger m JOIN orders o ON o.id = m.order_id"
+        " WHERE o.complex_order_id = $1 AND m.entry = 'commission'", complex_order.id,
+    ) == 6
     mails = await pg_pool.fetchval(
         "SELECT count(*) FROM outbox WHERE event_key = $1", f"complex:{complex_order.id}:closed"
     )
@@ -162,7 +167,7 @@ async def test_close_once_when_coordinator_and_worker_race(pg_pool, complex_worl
 
 
 async def test_shipping_waived_above_threshold_and_charged_below(pg_pool, complex_world: ComplexWorld, make_complex: ComplexFactory) -> None:
-    """157,000원 ships free; a 35,000원 order pays 4,000원 split over its two participants."""
+    """157,000원 ships free; a 35,000원 order pays 4,000원 split evenly over its two participants."""
     large = await make_complex()
     await _sample(pg_pool, complex_world, large)
     result = await closing.close_complex_order(pg_pool, large.id, actor=actor(complex_world.coordinator),
@@ -215,8 +220,10 @@ async def test_partial_refund_reduces_amount_and_reward(pg_pool, complex_world: 
                                           item_id=laver, units=1, reason="파손", refund_key="k1")
     assert [part.source_key for part in again] == [part.source_key for part in parts]
 
-    order = await pg_pool.fetchrow("SELECT amount_won FROM orders WHERE id = $1", parts[0].order_id)
-    assert order["amount_won"] == 65_000 - 30_000
+    # The laver is the first supplier's: that order alone goes from 60,000원 to 30,000원.
+    order = await pg_pool.fetchrow("SELECT amount_won, supplier_id FROM orders WHERE id = $1", parts[0].order_id)
+    assert order["amount_won"] == 60_000 - 30_000
+    assert order["supplier_id"] == complex_world.supplier_ids[0]
     assert await pg_pool.fetchval("SELECT count(*) FROM refunds WHERE order_id = $1", parts[0].order_id) == 1
     roster = await fetch_roster(pg_pool, complex_order)
     totals = totals_of(complex_order, roster)

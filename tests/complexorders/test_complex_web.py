@@ -79,7 +79,8 @@ async def test_create_returns_code_link_and_qr(live_server: LiveServer, complex_
     assert qr.text.lstrip().startswith("<svg")
     page = await coordinator.http.get(f"/complex/{order['id']}")
     assert page.status_code == 200
-    assert "<svg" in page.text and order["code"] in page.text
+    assert "<svg" in page.text
+    assert order["code"] in page.text
 
     member = await clients(live_server, complex_world.members[0])
     refused = await post(member, "/api/v1/complex-orders", draft(complex_world))
@@ -121,7 +122,8 @@ async def test_neighbours_share_limit_and_see_masked_units(live_server: LiveServ
 
     page = await other.http.get(f"/c/{order['code']}")
     assert "101동 12**호" in page.text
-    assert "01011112222" not in page.text and "김민수" not in page.text
+    assert "01011112222" not in page.text
+    assert "김민수" not in page.text
 
 
 async def test_neighbour_cannot_read_other_household(live_server: LiveServer, complex_world: ComplexWorld, clients) -> None:
@@ -136,7 +138,8 @@ async def test_neighbour_cannot_read_other_household(live_server: LiveServer, co
     await post(neighbour, path, {"building": "102", "unit": "101", "phone": "01022223333", "lines": lines(order, 1, 0)})
 
     own = await owner.http.get(f"{path}/{mine['id']}")
-    assert own.status_code == 200 and own.json()["phone"] == "01011112222"
+    assert own.status_code == 200
+    assert own.json()["phone"] == "01011112222"
     foreign = await neighbour.http.get(f"{path}/{mine['id']}")
     assert foreign.status_code == 404
     assert "01011112222" not in foreign.text
@@ -223,7 +226,9 @@ async def test_roster_gains_row_live(live_server: LiveServer, complex_world: Com
         row_id = f'id="complex-{order["id"]}-row-{participant_id}"'
         pushed = await receive_until(socket, lambda text: row_id in text)
         assert f'hx-swap-oob="beforeend:#complex-{order["id"]}-roster"' in pushed
-        assert "103동 1502호" in pushed and "01099998888" in pushed and "강바다" in pushed
+        assert "103동 1502호" in pushed
+        assert "01099998888" in pushed
+        assert "강바다" in pushed
         assert "103동 1502호 세대가 참여했습니다." in pushed
 
         await post(neighbour, f"/api/v1/complex-orders/{order['id']}/participants/{participant_id}/lines",
@@ -263,12 +268,12 @@ async def test_close_sheets_arrival_and_handover(live_server: LiveServer, comple
     assert sheet.content.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(sheet.content[3:].decode("utf-8"), newline="")))
     assert rows == [
-        ["동", "호", "상품", "단위", "수량", "금액(원)"],
-        ["101", "902", "우리밀 국수", "1봉", "3", "15000"],
-        ["101동 소계", "", "", "", "3", "15000"],
-        ["1001", "101", "광산 햇김 선물세트", "1세트", "1", "30000"],
-        ["1001동 소계", "", "", "", "1", "30000"],
-        ["합계", "", "", "", "4", "45000"],
+        ["동", "호", "상품", "단위", "수량", "금액(원)", "구분"],
+        ["101", "902", "우리밀 국수", "1봉", "3", "15000", ""],
+        ["101동 소계", "", "", "", "3", "15000", ""],
+        ["1001", "101", "광산 햇김 선물세트", "1세트", "1", "30000", ""],
+        ["1001동 소계", "", "", "", "1", "30000", ""],
+        ["합계", "", "", "", "4", "45000", ""],
     ]
     printable = await coordinator.http.get(f"/complex/{order['id']}/delivery-sheet")
     assert printable.text.index("101동 소계") < printable.text.index("1001동 소계")
@@ -294,7 +299,8 @@ async def test_close_sheets_arrival_and_handover(live_server: LiveServer, comple
     deliveries = (await coordinator.http.get(f"{base}/deliveries")).json()
     assert deliveries["buildings"][0]["households"][0]["handed_over"] is True
     page = await coordinator.http.get(f"/complex/{order['id']}/handover")
-    assert page.status_code == 200 and 'name="viewport"' in page.text
+    assert page.status_code == 200
+    assert 'name="viewport"' in page.text
 
 
 async def test_refund_over_api_reduces_order(live_server: LiveServer, complex_world: ComplexWorld, clients, pg_pool) -> None:
@@ -315,10 +321,28 @@ async def test_refund_over_api_reduces_order(live_server: LiveServer, complex_wo
     repeat = await post(coordinator, f"{base}/refunds", body)
     assert repeat.json()["refunds"][0]["source_key"] == refunded.json()["refunds"][0]["source_key"]
     mine = (await neighbour.http.get(f"{base}/participants/{joined['id']}")).json()
-    assert mine["order"]["amount_won"] == 70_000 - 30_000
+    # Laver (60,000원) and noodles (10,000원) are two suppliers' goods: two orders, the laver order refunded.
+    laver_order, noodle_order = sorted(mine["orders"], key=lambda part: part["supplier"]["id"])
+    assert laver_order["supplier"]["id"] == complex_world.supplier_ids[0]
+    assert laver_order["amount_won"] == 60_000 - 30_000
+    assert noodle_order["amount_won"] == 10_000
     view = (await neighbour.http.get(base)).json()
     assert view["totals"]["paid_won"] == 40_000
     assert view["totals"]["reward_won"] == 4_000
-    assert await pg_pool.fetchval("SELECT count(*) FROM refunds WHERE order_id = $1", mine["order"]["id"]) == 1
+    assert await pg_pool.fetchval("SELECT count(*) FROM refunds WHERE order_id = $1", laver_order["id"]) == 1
     denied = await post(neighbour, f"{base}/refunds", {**body, "refund_key": "x2"})
     assert denied.status_code == 403
+
+
+async def test_nav_links_for_coordinator_and_staff(live_server: LiveServer, complex_world: ComplexWorld, clients) -> None:
+    """Coordinators see 단지 공동구매 linking to their list; staff see 코디네이터 지정; members see neither."""
+    coordinator = await clients(live_server, complex_world.coordinator)
+    staff = await clients(live_server, complex_world.staff)
+    member = await clients(live_server, complex_world.members[7])
+    coordinator_page = (await coordinator.http.get("/complex")).text
+    staff_page = (await staff.http.get("/complex")).text
+    member_page = (await member.http.get("/complex")).text
+    assert '<a href="/complex">단지 공동구매</a>' in coordinator_page
+    assert '<a href="/staff/coordinators">코디네이터 지정</a>' in staff_page
+    assert '<a href="/staff/coordinators">' not in coordinator_page
+    assert '<a href="/complex">단지 공동구매</a>' not in member_page

@@ -20,7 +20,16 @@ NOW = datetime(2025, 9, 1, 9, 0, tzinfo=timezone.utc)
 EXPECTED_INCREMENTS = [[0, 100], [10000, 500], [50000, 1000], [100000, 5000], [500000, 10000], [1000000, 20000]]
 
 # Every table the loader writes, for before/after row counts.
-LOADED_TABLES = ("categories", "suppliers", "products", "users", "lots")
+LOADED_TABLES = (
+    "categories", "suppliers", "products", "users", "lots", "campaigns", "pledge_events",
+    "pledge_payments", "complex_orders", "complex_items", "complex_households",
+    "complex_participants", "complex_lines",
+)
+# Tables that get a fresh round when everything of their kind has ended.
+ROUND_TABLES = {
+    "lots", "campaigns", "pledge_events", "pledge_payments", "complex_orders", "complex_items",
+    "complex_households", "complex_participants", "complex_lines",
+}
 
 
 async def _row_counts(pool: asyncpg.Pool) -> dict[str, int]:
@@ -180,7 +189,10 @@ async def test_load_demo_data_account_roles(demo_pool: asyncpg.Pool) -> None:
     assert by_email["coordinator@jangteo.example"]["role"] == "coordinator"
     assert by_email["staff@jangteo.example"]["role"] == "staff"
     members = await demo_pool.fetch("SELECT display_name, supplier_id FROM users WHERE role = 'member'")
-    assert {row["display_name"] for row in members} == {"김민수", "이서연"}
+    assert {row["display_name"] for row in members} == {
+        "김민수", "이서연", "최지훈", "정수빈", "강예린", "윤도현", "장하은", "임재석", "한소희", "오민준",
+    }
+    assert all(row["supplier_id"] is None for row in members)
 
 
 # -- lots ------------------------------------------------------------------------------
@@ -306,7 +318,7 @@ async def test_load_demo_data_twice_inserts_nothing(demo_pool: asyncpg.Pool) -> 
 
 
 async def test_load_demo_data_reschedules_ended_lots(demo_pool: asyncpg.Pool) -> None:
-    """A load after every demo lot ended adds one fresh round of lots and nothing else."""
+    """A load after every demo lot ended adds one fresh round of lots and leaves the catalogue and accounts alone."""
     await load_demo_data(demo_pool, now=NOW)
     first_counts = await _row_counts(demo_pool)
     lots_per_round = first_counts["lots"]
@@ -316,8 +328,8 @@ async def test_load_demo_data_reschedules_ended_lots(demo_pool: asyncpg.Pool) ->
 
     counts = await _row_counts(demo_pool)
     assert counts["lots"] == 2 * lots_per_round
-    assert {name: n for name, n in counts.items() if name != "lots"} == {
-        name: n for name, n in first_counts.items() if name != "lots"
+    assert {name: n for name, n in counts.items() if name not in ROUND_TABLES} == {
+        name: n for name, n in first_counts.items() if name not in ROUND_TABLES
     }
     running = await demo_pool.fetchval(
         "SELECT count(*) FROM lots WHERE status IN ('scheduled', 'open') AND end_at > now()"
@@ -334,8 +346,16 @@ async def test_load_demo_data_concurrent_loads(demo_pool: asyncpg.Pool) -> None:
         "categories": 24,
         "suppliers": 48,
         "products": 170,
-        "users": 5,
+        "users": 13,
         "lots": 12,
+        "campaigns": 4,
+        "pledge_events": 33,
+        "pledge_payments": 6,
+        "complex_orders": 1,
+        "complex_items": 6,
+        "complex_households": 6,
+        "complex_participants": 7,
+        "complex_lines": 18,
     }
 
 
@@ -348,7 +368,10 @@ async def test_load_demo_data_deterministic(demo_pool: asyncpg.Pool) -> None:
     )
 
     # Wipe the demo rows in dependency order, then load again into the same database.
-    for table in ("lots", "users", "products", "suppliers"):
+    for table in (
+        "complex_lines", "complex_participants", "complex_households", "complex_items", "complex_orders",
+        "pledge_payments", "pledge_events", "campaigns", "lots", "users", "products", "suppliers",
+    ):
         await demo_pool.execute(f"DELETE FROM {table}")
     await load_demo_data(demo_pool, now=NOW)
     second = await demo_pool.fetch(

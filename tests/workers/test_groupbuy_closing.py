@@ -24,6 +24,7 @@ from groupbuy_testkit import (
     wait_until_deadline,
 )
 from worker_testkit import send_all
+from workers.campaigns import CampaignCloser
 
 __all__ = ["campaign_consumer", "campaigns"]  # fixtures
 
@@ -247,3 +248,23 @@ async def test_close_holds_campaign_with_ledger_gap(db, campaigns, campaign_cons
 
     assert await db.fetchval("SELECT held_reason FROM campaigns WHERE id = $1", campaign_id) == "ledger gap"
     assert await campaign_counts(db, campaign_id) == {"orders": 0, "commissions": 0, "mails": 0}
+
+
+async def test_closer_loop_skips_failing_campaign(db, campaigns, campaign_consumer, wk_settings, market):
+    """The worker's closer logs and backs off a campaign that fails to close, and closes the others."""
+    broken = await make_campaign(market, campaigns)
+    healthy = await make_campaign(market, campaigns)
+    await pledge(market, campaigns, broken, await market.member(), 5)
+    await pledge(market, campaigns, healthy, await market.member(), 5)
+    await db.execute("UPDATE campaigns SET tiers = '\"not a tier table\"' WHERE id = $1", broken)
+    await wait_until_deadline(campaigns, healthy)
+    closer = CampaignCloser(db, campaigns, wk_settings)
+
+    for _ in range(5):
+        await closer.round()
+        await campaign_consumer.drain()
+
+    assert await db.fetchval("SELECT status FROM campaigns WHERE id = $1", healthy) == "succeeded"
+    assert await db.fetchval("SELECT status FROM campaigns WHERE id = $1", broken) == "open"
+    assert closer.backoff.failures(broken) >= 1
+    assert not closer.backoff.ready(broken)

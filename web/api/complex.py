@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from engine.complexorders import closing, rules, service
+from engine.complexorders import closing, messages, rules, service
 from engine.complexorders.model import ComplexOrder, RosterRow, fetch_complex, fetch_roster, totals_of
 from engine.errors import DomainError
 from web.api import ApiRoutes, json_response, read_json
@@ -20,6 +20,7 @@ from web.errors import ApiError, register_error
 from web.i18n import N_
 from web.live import codes  # noqa: F401  (registers invalid_field, invalid_amount, invalid_datetime)
 from web.live.bids import actor_of, api_error_for
+from web.live.campaign_hub import campaign_live
 from web.security import require_role, require_user
 from web.sessions import CurrentUser
 
@@ -42,6 +43,11 @@ COMPLEX_ERRORS: tuple[tuple[str, int, str], ...] = (
     ("user_not_found", 404, N_("No such user.")),
     ("role_not_changeable", 409, N_("Only member and coordinator accounts can be changed here.")),
     ("refund_too_large", 409, N_("Only {refundable} units of this product can be refunded for this household.")),
+    ("campaign_not_running", 422, N_("Group buy {campaign_id} is not taking pledges.")),
+    ("campaign_pledge_rejected", 409, N_("The group buy did not accept this quantity; {units_left} units are left.")),
+    ("campaign_unavailable", 503, N_("The group buy could not confirm your order. Nothing was saved; try again.")),
+    ("campaign_item_not_refundable", 409, N_("This product was ordered through its group buy; refund it there.")),
+    ("message_rate_limited", 429, N_("At most {limit} messages per hour can be sent; try again in {retry_after_s} seconds.")),
 )
 for _code, _status, _msgid in COMPLEX_ERRORS:
     register_error(_code, _status, _msgid)
@@ -58,6 +64,8 @@ _ITEM_SCHEMA: dict[str, Any] = {
         "id": {"type": "integer"}, "product_id": {"type": "integer"}, "name": {"type": "string"},
         "unit": {"type": "string"}, "unit_price_won": {"type": "integer"},
         "per_household_limit": {"type": "integer"}, "supplier": {"type": "object"},
+        "campaign_id": {"type": ["integer", "null"],
+                        "description": "Set for a campaign's product; unit_price_won is then its 'at most' price."},
     },
 }
 _COMPLEX_SCHEMA: dict[str, Any] = {
@@ -87,8 +95,10 @@ _CREATE_SCHEMA: dict[str, Any] = {
         "delivery_date": {"type": "string", "format": "date", "description": "Korea date, YYYY-MM-DD."},
         "delivery_slot": {"type": "string", "maxLength": 40, "description": "For example 10:00-12:00."},
         "closes_at": {"type": "string", "description": "ISO 8601; without an offset it is Korea time."},
-        "items": {"type": "array", "items": {"type": "object", "required": ["product_id", "per_household_limit"],
+        "items": {"type": "array", "items": {"type": "object", "required": ["per_household_limit"],
+                                             "description": "A catalogue product_id or a running campaign_id.",
                                              "properties": {"product_id": {"type": "integer"},
+                                                            "campaign_id": {"type": "integer"},
                                                             "per_household_limit": _COUNT}}},
         "min_total_won": {"oneOf": [_COUNT, {"type": "null"}], "description": "Minimum goods total in won."},
         "free_shipping_from_won": {**_COUNT, "description": "Shipping is free from this goods total (default 50000)."},
@@ -114,7 +124,8 @@ _PARTICIPANT_SCHEMA: dict[str, Any] = {
         "id": {"type": "integer"}, "household_id": {"type": "integer"}, "household": {"type": "string"},
         "phone": {"type": "string"}, "lines": {"type": "array"}, "goods_won": {"type": "integer"},
         "refunded_won": {"type": "integer"}, "shipping_share_won": {"type": "integer"},
-        "order": {"type": ["object", "null"]},
+        "campaign_units": {"type": "integer", "description": "Units on campaign items, ordered by their campaigns."},
+        "orders": {"type": "array", "description": "One order per supplier, made at the close."},
     },
 }
 _REFUND_SCHEMA: dict[str, Any] = {
@@ -190,16 +201,20 @@ def participant_json(complex_order: ComplexOrder, row: RosterRow) -> dict[str, A
         "phone": row.phone,
         "lines": [
             {"item_id": item.id, "name": item.name, "quantity": row.quantities[item.id],
-             "refunded_units": row.refunded_units.get(item.id, 0), "unit_price_won": item.unit_price_won}
+             "refunded_units": row.refunded_units.get(item.id, 0), "unit_price_won": item.unit_price_won,
+             "campaign_id": item.campaign_id}
             for item in complex_order.items if item.id in row.quantities
         ],
         "goods_won": row.goods_won,
         "refunded_won": row.refunded_won,
+        "campaign_units": row.campaign_units,
         "shipping_share_won": row.shipping_share_won,
-        "order": None if row.order_id is None else {
-            "id": row.order_id, "order_no": row.order_no, "amount_won": row.order_amount_won,
-            "status": row.order_status,
-        },
+        "orders": [
+            {"id": part.order_id, "order_no": part.order_no, "amount_won": part.amount_won, "status": part.status,
+             "supplier": {"id": part.supplier_id, "name": part.supplier_name},
+             "goods_won": part.goods_won, "shipping_won": part.shipping_won}
+            for part in row.orders
+        ],
     }
 
 
@@ -237,6 +252,7 @@ def complex_json(request: Request, complex_order: ComplexOrder, roster: list[Ros
             {"id": item.id, "product_id": item.product_id, "name": item.name, "unit": item.unit,
              "unit_price_won": item.unit_price_won, "per_household_limit": item.per_household_limit,
              "supplier": {"id": item.supplier_id, "name": item.supplier_name},
+             "campaign_id": item.campaign_id,
              "units": totals.units_by_item.get(item.id, 0)}
             for item in complex_order.items
         ],
@@ -250,6 +266,11 @@ def complex_json(request: Request, complex_order: ComplexOrder, roster: list[Ros
 
 def _publisher(request: Request) -> dict[str, Any]:
     return {"redis": request.app.state.redis, "keys": request.app.state.keys}
+
+
+def participation_services(request: Request) -> dict[str, Any]:
+    """Return the keyword arguments a join needs: the roster publisher and the app's `CampaignLive`."""
+    return {**_publisher(request), "campaigns": campaign_live(request.app)}
 
 
 async def _complex_response(request: Request, complex_order_id: int, status_code: int = 200) -> JSONResponse:
@@ -351,7 +372,8 @@ async def join(request: Request) -> JSONResponse:
     try:
         participation = await service.submit_participation(
             request.app.state.db, actor_of(user), complex_order.id, quantities=parse_lines(body.get("lines"), complex_order),
-            building=body.get("building"), unit=body.get("unit"), phone=body.get("phone"), **_publisher(request),
+            building=body.get("building"), unit=body.get("unit"), phone=body.get("phone"),
+            **participation_services(request),
         )
     except DomainError as error:
         raise domain_error(error) from None
@@ -406,7 +428,7 @@ async def set_lines(request: Request) -> JSONResponse:
     try:
         await service.submit_participation(
             request.app.state.db, actor_of(user), complex_order.id,
-            quantities=parse_lines(body.get("lines"), complex_order), **_publisher(request),
+            quantities=parse_lines(body.get("lines"), complex_order), **participation_services(request),
         )
     except DomainError as error:
         raise domain_error(error) from None
@@ -556,3 +578,25 @@ def parse_refund(data: Any) -> dict[str, Any]:
         "reason": rules.clean_text(data.get("reason"), "reason"),
         "refund_key": key,
     }
+
+
+# -- messages to participants --------------------------------------------------------
+
+
+@routes.route("POST", "/complex-orders/{complex_order_id}/messages",
+              summary="Mail a message to every participant (coordinator, staff; at most 5 per hour)",
+              request_schema={"type": "object", "required": ["subject", "body"],
+                              "properties": {"subject": {"type": "string", "maxLength": messages.MAX_SUBJECT_CHARS,
+                                                         "description": "One line, no CR or LF."},
+                                             "body": {"type": "string", "maxLength": messages.MAX_BODY_CHARS}}},
+              responses={201: {"type": "object", "properties": {"message_id": {"type": "integer"},
+                                                                 "recipients": {"type": "integer"}}}})
+async def send_message(request: Request) -> JSONResponse:
+    user, complex_order = await load_managed(request, path_id(request, "complex_order_id"))
+    body = await read_json(request)
+    try:
+        sent = await messages.send_message(request.app.state.db, actor_of(user), complex_order.id,
+                                           subject=body.get("subject"), body=body.get("body"))
+    except DomainError as error:
+        raise domain_error(error) from None
+    return json_response({"message_id": sent.message_id, "recipients": sent.recipients}, 201)

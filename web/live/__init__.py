@@ -42,6 +42,11 @@ async def start_live(app: Starlette) -> None:
     app.state.complex_roster = RosterExtension(db=app.state.db, templates=app.state.templates,
                                                max_pending=hub.max_pending)
     hub.add_extension(app.state.complex_roster)
+    from web.live.campaign_hub import CampaignExtension, campaign_live
+
+    app.state.campaign_hub = CampaignExtension(db=app.state.db, live=campaign_live(app), templates=app.state.templates,
+                                               max_pending=hub.max_pending)
+    hub.add_extension(app.state.campaign_hub)
     app.state.hub = hub
     await hub.start()
     app.state.ack_flusher = asyncio.create_task(_flush_acks_forever(app), name="ack-flusher")
@@ -59,10 +64,13 @@ async def stop_live(app: Starlette) -> None:
 
 
 async def _flush_acks_once(app: Starlette) -> None:
-    try:
-        await auction_live(app).acks.flush(app.state.db)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        log.error("ack marks not saved error=%s", type(error).__name__)
+    from web.live.campaign_hub import campaign_live
+
+    for kind, marks in (("lot", auction_live(app).acks), ("campaign", campaign_live(app).acks)):
+        try:
+            await marks.flush(app.state.db)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.error("ack marks not saved kind=%s error=%s", kind, type(error).__name__)
 
 
 async def _flush_acks_forever(app: Starlette) -> None:

@@ -1,4 +1,4 @@
-"""Error codes of bidding and lot management, registered with `web.errors`.
+"""Error codes of bidding, lot management, pledging and campaigns, registered with `web.errors`.
 
 The codes are the ones the engine returns (`BidOutcome.code`, `DomainError.code`),
 so API clients see the engine's vocabulary. Messages are English msgids; the
@@ -65,5 +65,48 @@ STAFF_ERRORS: tuple[tuple[str, int, str], ...] = (
     ("order_not_awaiting_payment", 409, N_("This order is not awaiting payment.")),
 )
 
-for _code, _status, _msgid in (*BID_ERRORS, *LOT_ERRORS, *STAFF_ERRORS):
+PLEDGE_ERRORS: tuple[tuple[str, int, str], ...] = (
+    ("invalid_units", 400, N_("Enter the number of units as digits only (for example 3). 0 cancels your pledge.")),
+    ("over_stock", 409, N_("Only {units_left} units are left, so your pledge was not accepted. You can pledge at most {units_allowed} units in total.")),
+    ("sold_out", 409, N_("This group buy is sold out. You can still lower or cancel your pledge.")),
+    ("over_member_limit", 409, N_("Each member may pledge at most {per_member_limit} units, so your pledge was not accepted. You can pledge at most {units_allowed} units in total.")),
+    ("pledge_unchanged", 409, N_("You have already pledged {member_units} units. Enter a different total to change it.")),
+    ("no_pledge", 409, N_("You have no pledge in this group buy, so there is nothing to cancel.")),
+    ("campaign_closed", 409, N_("This group buy has closed; pledges can no longer be made or changed.")),
+    ("campaign_not_started", 409, N_("This group buy has not started yet. Please pledge after it opens.")),
+    ("campaign_cancelled", 409, N_("This group buy was cancelled.")),
+    ("campaign_held", 409, N_("This group buy is held for staff review; pledges are paused.")),
+    ("own_goods", 403, N_("You cannot pledge to a group buy of your own business.")),
+    ("not_allowed_to_pledge", 403, N_("This account may not pledge. Staff accounts and suspended accounts cannot pledge.")),
+    ("campaign_not_found", 404, N_("No such group buy.")),
+    ("pledge_not_confirmed", 503, N_("Your pledge was not confirmed. Please send the same pledge again.")),
+)
+
+CAMPAIGN_ERRORS: tuple[tuple[str, int, str], ...] = (
+    ("invalid_unit_count", 422, N_("Enter a whole number of units from 1 to 100,000, digits only.")),
+    ("invalid_unit_label", 422, N_("Enter a unit label of at most 40 characters, for example 1박스(5kg).")),
+    ("invalid_member_limit", 422, N_("Enter the per-member limit as a whole number from 1 to 100,000.")),
+    ("min_above_cap", 422, N_("The minimum total must not exceed the stock cap.")),
+    ("invalid_min_buyers", 422, N_("Enter the minimum number of buyers as a whole number from 1 to 100,000, or leave it empty.")),
+    ("min_buyers_above_cap", 422, N_("The minimum number of buyers must not exceed the stock cap, because each buyer pledges at least one unit.")),
+    ("deadline_before_start", 422, N_("The deadline must be after the start.")),
+    ("deadline_in_past", 422, N_("The deadline must be in the future.")),
+    ("campaign_too_long", 422, N_("A group buy runs at most 90 days.")),
+    ("invalid_fulfilment", 422, N_("Choose delivery or pickup.")),
+    ("invalid_fulfilment_terms", 422, N_("Delivery or pickup terms must be at most 2,000 characters.")),
+    ("invalid_payment_timing", 422, N_("Choose when members pay: after success or up front.")),
+    ("invalid_payment_due", 422, N_("The payment time limit must be from 1 minute to 30 days.")),
+    ("invalid_hold", 422, N_("The deposit hold time must be from 1 minute to 7 days.")),
+    ("invalid_tiers", 422, N_("Enter the tiers as units:price pairs, for example 10:9000, 50:8000.")),
+    ("tiers_required", 422, N_("Enter at least one price tier.")),
+    ("invalid_tier_units", 422, N_("Tier thresholds must be 1 to 100,000 units.")),
+    ("invalid_tier_price", 422, N_("Tier prices must be 1 to 100,000,000 won.")),
+    ("tier_price_above_list", 422, N_("A tier price must not be above the list price.")),
+    ("tier_above_cap", 422, N_("A tier threshold must not be above the stock cap.")),
+    ("tiers_not_ascending", 422, N_("Tier thresholds must rise from one tier to the next.")),
+    ("tier_prices_not_descending", 422, N_("Tier prices must fall from one tier to the next.")),
+    ("product_not_approved", 409, N_("The product is not approved for sale yet.")),
+)
+
+for _code, _status, _msgid in (*BID_ERRORS, *LOT_ERRORS, *STAFF_ERRORS, *PLEDGE_ERRORS, *CAMPAIGN_ERRORS):
     register_error(_code, _status, _msgid)

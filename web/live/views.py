@@ -67,6 +67,19 @@ class LotTerms:
     increments: list[list[int]]
     status: str
 
+    @property
+    def product_label(self) -> str:
+        """The product name with its unit, unless the name already ends with the unit.
+
+        Demo and supplier names often carry the unit ("햅쌀 10kg" sold by the "10kg"),
+        which would read "햅쌀 10kg 10kg". Spaces are ignored in the comparison.
+        """
+        name = self.product_name.strip()
+        unit = self.product_unit.strip()
+        if not unit or name.replace(" ", "").endswith(unit.replace(" ", "")):
+            return name
+        return f"{name} {unit}"
+
 
 _TERMS_SQL = """
 SELECT l.id, l.title, l.quantity, l.product_id, p.name AS product_name, p.unit AS product_unit,

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from engine.complexorders import closing, rules, service
+from engine.complexorders import closing, messages, rules, service
 from engine.complexorders.model import ComplexOrder, fetch_complex_by_code, fetch_roster, totals_of
 from engine.errors import DomainError
 from web.api.complex import (
@@ -25,6 +25,7 @@ from web.api.complex import (
     is_manager,
     load_managed,
     parse_refund,
+    participation_services,
     path_id,
     share_url,
 )
@@ -91,9 +92,28 @@ async def _products(request: Request) -> list[Any]:
     )
 
 
+async def _campaigns(request: Request) -> list[Any]:
+    """Running campaigns a complex order may offer: open and before their deadline."""
+    return await request.app.state.db.fetch(
+        """SELECT c.id, c.title, c.unit_label, c.deadline_at, c.list_price_won, p.name AS product_name,
+                  s.name AS supplier_name
+           FROM campaigns c JOIN products p ON p.id = c.product_id JOIN suppliers s ON s.id = c.supplier_id
+           WHERE c.status = 'open' AND c.deadline_at > now() ORDER BY c.deadline_at, c.id LIMIT $1""",
+        PRODUCT_CHOICES,
+    )
+
+
+async def _new_page(request: Request, *, values: dict[str, str], error: str | None = None,
+                    checked: set[str] | None = None, status_code: int = 200) -> Response:
+    return _render(request, "complex/new.html", {
+        "products": await _products(request), "campaigns": await _campaigns(request), "values": values,
+        "error": error, "checked": checked or set(),
+    }, status_code=status_code)
+
+
 async def new_form(request: Request) -> Response:
     _require_coordinator(request)
-    return _render(request, "complex/new.html", {"products": await _products(request), "values": {}, "error": None})
+    return await _new_page(request, values={})
 
 
 async def create(request: Request) -> Response:
@@ -103,15 +123,19 @@ async def create(request: Request) -> Response:
     items = []
     for product_id in form.getlist("product_id"):
         items.append({"product_id": product_id, "per_household_limit": values.get(f"limit_{product_id}", "")})
+    for campaign_id in form.getlist("campaign_id"):
+        items.append({"campaign_id": campaign_id,
+                      "per_household_limit": values.get(f"campaign_limit_{campaign_id}", "")})
     data: dict[str, Any] = {**values, "items": items}
     try:
         complex_order = await service.create_complex_order(request.app.state.db, actor_of(user),
                                                            service.parse_draft(data))
     except DomainError as error:
-        message = domain_error(error).message(_locale(request))
-        return _render(request, "complex/new.html",
-                       {"products": await _products(request), "values": values, "error": message,
-                        "checked": set(form.getlist("product_id"))}, status_code=422)
+        api_error = domain_error(error)
+        checked = {f"p{value}" for value in form.getlist("product_id")}
+        checked |= {f"c{value}" for value in form.getlist("campaign_id")}
+        return await _new_page(request, values=values, error=api_error.message(_locale(request)), checked=checked,
+                               status_code=422)
     return RedirectResponse(f"/complex/{complex_order.id}", status_code=303)
 
 
@@ -157,7 +181,7 @@ async def join_submit(request: Request) -> Response:
         await service.submit_participation(
             request.app.state.db, actor_of(user), complex_order.id, quantities=quantities,
             building=values.get("building"), unit=values.get("unit"), phone=values.get("phone"),
-            redis=request.app.state.redis, keys=request.app.state.keys,
+            **participation_services(request),
         )
     except DomainError as error:
         api_error = domain_error(error)
@@ -183,6 +207,7 @@ async def manage(request: Request) -> Response:
         "order": complex_order, "roster": roster, "totals": totals_of(complex_order, roster), "oob": False,
         "share_url": url, "qr_svg": qr_svg(url, complex_order.complex_name),
         "apartment": complex_order.kind == rules.APARTMENT, "result": request.query_params.get("result"),
+        "message_error": None, "message_values": {},
     })
 
 
@@ -265,6 +290,27 @@ async def close(request: Request) -> Response:
     return await _action(request, "close")
 
 
+async def send_message(request: Request) -> Response:
+    """Send the roster page's message form; a rejected message re-renders the page with the error."""
+    user, complex_order = await load_managed(request, path_id(request, "complex_order_id"))
+    form = await request.form()
+    values = {key: value for key, value in form.items() if isinstance(value, str)}
+    try:
+        await messages.send_message(request.app.state.db, actor_of(user), complex_order.id,
+                                    subject=values.get("subject", ""), body=values.get("body", ""))
+    except DomainError as error:
+        api_error = domain_error(error)
+        roster = await fetch_roster(request.app.state.db, complex_order)
+        url = share_url(request, complex_order)
+        return _render(request, "complex/manage.html", {
+            "order": complex_order, "roster": roster, "totals": totals_of(complex_order, roster), "oob": False,
+            "share_url": url, "qr_svg": qr_svg(url, complex_order.complex_name),
+            "apartment": complex_order.kind == rules.APARTMENT, "result": None,
+            "message_error": api_error.message(_locale(request)), "message_values": values,
+        }, status_code=api_error.status)
+    return RedirectResponse(f"/complex/{complex_order.id}?result=message#complex-message-heading", status_code=303)
+
+
 async def arrived(request: Request) -> Response:
     return await _action(request, "arrived")
 
@@ -317,6 +363,7 @@ routes: list[BaseRoute] = [
     Route("/complex/{complex_order_id}/close", close, methods=["POST"], name="complex_close"),
     Route("/complex/{complex_order_id}/arrived", arrived, methods=["POST"], name="complex_arrived"),
     Route("/complex/{complex_order_id}/refunds", refund, methods=["POST"], name="complex_refund"),
+    Route("/complex/{complex_order_id}/messages", send_message, methods=["POST"], name="complex_message"),
     Route("/complex/{complex_order_id}/pick-list", pick_list_page, methods=["GET"], name="complex_pick_list"),
     Route("/complex/{complex_order_id}/delivery-sheet", delivery_sheet_page, methods=["GET"],
           name="complex_delivery_sheet"),

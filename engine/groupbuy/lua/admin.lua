@@ -62,8 +62,8 @@ elseif action == "release" then
     if user_text == nil or #release_text > 6 or tonumber(release_text) < 1 or #release_key > 64 then
         return cjson.encode({ok = false, code = "invalid_units"})
     end
-    -- A releaser that died after this script ran but before it recorded the release
-    -- calls again with the same key; the units must not be released twice.
+    -- A releaser that died after this script ran, before it recorded the release,
+    -- calls again with the same key, so the units must not be released twice.
     local receipt_field = user_text .. ":" .. release_key
     if release_key ~= "" then
         local earlier = redis.call("HGET", receipts_key, receipt_field)

@@ -38,3 +38,25 @@ async def test_outbox_page_rejects_member(live_server: LiveServer, world: World,
 
     assert response.status_code == 403
     assert "winner@example.com" not in response.text
+
+
+async def test_outbox_status_in_korean(live_server: LiveServer, world: World, pg_pool: asyncpg.Pool, clients) -> None:
+    """Each mail's status reads 대기, 발송 or 실패, and every cell names its column for the phone layout."""
+    keys = {}
+    for status in ("pending", "sent", "failed"):
+        keys[status] = f"lot:{secrets.token_hex(4)}:{status}"
+        await pg_pool.execute(
+            "INSERT INTO outbox (event_key, recipient, subject, body_text, status, sent_at)"
+            " VALUES ($1, 'member@example.com', '[장터] 안내', '본문', $2,"
+            " CASE WHEN $2 = 'sent' THEN now() END)",
+            keys[status], status,
+        )
+    staff = await clients(live_server, world.staff)
+
+    page = (await staff.http.get("/staff/outbox")).text
+
+    for status, label in (("pending", "대기"), ("sent", "발송"), ("failed", "실패")):
+        row = page[page.index(keys[status]):]
+        row = row[: row.index("</tr>")]
+        assert f'data-status="{status}">{label}</td>' in row
+        assert 'data-label="상태"' in row

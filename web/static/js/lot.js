@@ -56,16 +56,25 @@
       var startMs = Number(element.dataset.startMs);
       var text;
       if (status !== "open" && status !== "scheduled") {
-        text = element.dataset.endedText;
+        showEnded(element, left);
+        return;
       } else if (now < startMs) {
         text = element.dataset.startsText + " " + formatLeft(startMs - now);
       } else if (now >= endMs) {
-        text = element.dataset.endedText;
+        showEnded(element, left);
+        return;
       } else {
         text = formatLeft(endMs - now);
       }
       if (left.textContent !== text) left.textContent = text;
     });
+  }
+
+  // An ended lot shows only "Ended: <time>", not a countdown next to the end time.
+  function showEnded(element, left) {
+    var at = element.querySelector(".lot-end__at");
+    if (left.textContent !== "") left.textContent = "";
+    if (at && at.textContent !== element.dataset.endedText) at.textContent = element.dataset.endedText;
   }
 
   // -- connection state ----------------------------------------------------------------
@@ -115,6 +124,40 @@
     }
   }
 
+  // -- the bid field and the bid result ----------------------------------------------
+
+  // People type amounts as the page shows them ("12,500"). Send plain digits; the
+  // server still rejects anything else, so this only spares the user an error.
+  function cleanAmount(event) {
+    var form = event.detail.elt;
+    if (!form || !form.classList || !form.classList.contains("bid-form")) return;
+    var field = form.querySelector("input[name='amount_won']");
+    if (!field) return;
+    var cleaned = field.value.replace(/[,\s]/g, "");
+    field.value = cleaned;
+    event.detail.parameters.amount_won = cleaned;
+  }
+
+  // A bid's result ("you are the highest bidder at ...") describes the lot at its
+  // receipt's sequence number. Once a private notice arrives for a later state, the
+  // notice is the current word, so the older result goes.
+  function dropStaleResult(lotId) {
+    var result = document.getElementById("lot-" + lotId + "-result");
+    var price = document.getElementById("lot-" + lotId + "-price");
+    if (!result || !price) return;
+    var accepted = result.querySelector(".bid-result--accepted[data-seq]");
+    if (!accepted) return;
+    var shownSeq = Number(price.dataset.seq);
+    if (!isNaN(shownSeq) && shownSeq > Number(accepted.dataset.seq)) result.textContent = "";
+  }
+
+  function onNoticeSwap(event) {
+    var target = event.detail && event.detail.target;
+    if (!target || !target.id) return;
+    var match = /^lot-(\d+)-notice$/.exec(target.id);
+    if (match && target.textContent.trim() !== "") dropStaleResult(match[1]);
+  }
+
   function onAfterRequest(event) {
     var form = event.target;
     if (!form || !form.classList || !form.classList.contains("bid-form")) return;
@@ -141,4 +184,6 @@
   document.addEventListener("htmx:wsAfterMessage", function () { syncClock(document); tick(); });
   document.addEventListener("htmx:afterSwap", function () { syncClock(document); tick(); });
   document.addEventListener("htmx:afterRequest", onAfterRequest);
+  document.addEventListener("htmx:configRequest", cleanAmount);
+  document.addEventListener("htmx:oobAfterSwap", onNoticeSwap);
 })();

@@ -1,0 +1,137 @@
+"""Campaign items of complex orders: a neighbour's line on one is a pledge in that campaign.
+
+A complex order may offer the product of a running group-buy campaign. The
+neighbour's line on it changes that neighbour's pledge through
+`engine.groupbuy.service.submit_pledge` (the same Lua script, cap, member limit,
+deadline, ledger and receipts as a pledge from the campaign page), so the units
+count toward the campaign's tiers. The household limit is still checked on the
+complex side first. The campaign's own close makes the order for these units, so
+the complex order's close leaves them out and only lists them on the pick list and
+the delivery sheet.
+
+A line sets the member's pledge to (current pledge - old line + new line), so
+units the member pledged on the campaign page directly are kept.
+NOTE: that read and the pledge are two Redis calls, so a pledge the same member
+sends from the campaign page in between is overwritten by this total.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from engine.actors import Actor
+from engine.errors import DomainError
+from engine.groupbuy.campaigns import load_campaign, terms_from_row
+from engine.groupbuy.live import CampaignLive
+from engine.groupbuy.rules import at_most_price_won
+from engine.groupbuy.service import submit_pledge
+
+log = logging.getLogger("jangteo.complexorders")
+
+
+@dataclass(frozen=True)
+class CampaignItem:
+    """The product, supplier, name, unit and "at most" price an item copies from a running campaign."""
+
+    campaign_id: int
+    product_id: int
+    supplier_id: int
+    name: str
+    unit: str
+    at_most_price_won: int
+
+
+async def running_campaign(connection: asyncpg.Connection, campaign_id: int) -> CampaignItem:
+    """Read a campaign that is open and before its deadline (PostgreSQL's clock); raise `campaign_not_running`."""
+    row = await connection.fetchrow(
+        """SELECT c.*, p.name AS product_name, p.unit AS product_unit FROM campaigns c
+           JOIN products p ON p.id = c.product_id
+           WHERE c.id = $1 AND c.status = 'open' AND c.deadline_at > now()""",
+        campaign_id,
+    )
+    if row is None:
+        raise DomainError("campaign_not_running", f"campaign {campaign_id} is not open for pledges",
+                          campaign_id=campaign_id)
+    return CampaignItem(
+        campaign_id=campaign_id,
+        product_id=row["product_id"],
+        supplier_id=row["supplier_id"],
+        name=row["product_name"],
+        unit=row["unit_label"] or row["product_unit"],
+        at_most_price_won=at_most_price_won(terms_from_row(row)),
+    )
+
+
+@dataclass(frozen=True)
+class PledgeChange:
+    """A pledge this module changed: the member's total before and after."""
+
+    campaign_id: int
+    item_id: int
+    previous_total: int
+    new_total: int
+
+
+async def member_pledge(db: asyncpg.Pool, live: CampaignLive, campaign_id: int, user_id: int) -> int:
+    """Return the member's pledged units in Redis, loading the campaign from PostgreSQL if Redis lacks it."""
+    if await live.snapshot(campaign_id) is None:
+        await load_campaign(db, live, campaign_id)
+    raw = await live.redis.hget(live.keys.campaign_pledges(campaign_id), str(user_id))
+    return int(raw) if raw is not None else 0
+
+
+async def change_pledge(
+    db: asyncpg.Pool, live: CampaignLive, actor: Actor, *, campaign_id: int, item_id: int, delta_units: int
+) -> PledgeChange | None:
+    """Move the member's pledge by `delta_units`; return the change, or None when nothing changed.
+
+    Raises `campaign_pledge_rejected` (with the script's `reason`, `units_left` and
+    `units_allowed`) when the campaign refuses the new total, and
+    `campaign_unavailable` when Redis cannot confirm it, so the line is not saved.
+    """
+    if delta_units == 0:
+        return None
+    try:
+        previous = await member_pledge(db, live, campaign_id, actor.user_id)
+        new_total = max(0, previous + delta_units)
+        outcome = await submit_pledge(db, live, actor, campaign_id, new_total, _client_id())
+    except (RedisError, OSError) as error:
+        log.warning("complex campaign pledge not confirmed campaign_id=%s user_id=%s error=%s",
+                    campaign_id, actor.user_id, type(error).__name__)
+        raise DomainError("campaign_unavailable", "the group buy could not confirm the pledge; try again",
+                          campaign_id=campaign_id) from None
+    if not outcome.accepted:
+        raise DomainError(
+            "campaign_pledge_rejected",
+            f"campaign {campaign_id} rejected {new_total} units ({outcome.code}); {outcome.units_left} units left",
+            campaign_id=campaign_id, item_id=item_id, reason=outcome.code,
+            units_left=outcome.units_left if outcome.units_left is not None else 0,
+        )
+    return PledgeChange(campaign_id, item_id, previous, new_total)
+
+
+async def revert_pledges(db: asyncpg.Pool, live: CampaignLive, actor: Actor, changes: list[PledgeChange]) -> None:
+    """Set each changed pledge back to its previous total, after the complex side failed to save.
+
+    Best effort: a revert that fails is logged with its ids, and the campaign keeps
+    the pledge that the member's complex line no longer shows.
+    """
+    for change in reversed(changes):
+        try:
+            outcome = await submit_pledge(db, live, actor, change.campaign_id, change.previous_total, _client_id())
+            reverted = outcome.accepted
+            reason = outcome.code
+        except (RedisError, OSError, DomainError) as error:
+            reverted, reason = False, type(error).__name__
+        if not reverted:
+            log.error("complex campaign pledge not reverted campaign_id=%s user_id=%s units=%s reason=%s",
+                      change.campaign_id, actor.user_id, change.new_total, reason)
+
+
+def _client_id() -> str:
+    return f"complex-{secrets.token_hex(12)}"

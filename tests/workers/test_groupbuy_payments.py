@@ -1,0 +1,271 @@
+"""Paying for campaigns: up-front holds, refunds of the difference, and lapsed orders."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import DomainError
+from engine.groupbuy.payments import (
+    confirm_pledge_deposit,
+    expire_hold,
+    record_up_front_payment,
+    release_key,
+)
+from workers.campaigns import CampaignOrderCanceller, HoldExpirer
+from groupbuy_testkit import (
+    campaign_consumer,
+    campaigns,
+    close_until_final,
+    ledger_sums,
+    make_campaign,
+    orders_by_user,
+    pledge,
+    wait_until_deadline,
+)
+from worker_testkit import send_all
+
+__all__ = ["campaign_consumer", "campaigns"]  # fixtures
+
+AT_MOST_WON = 9_000  # the price at the minimum total of 5 units
+
+
+async def pay_up_front(market, campaigns, campaign_id, member, units, *, confirm: bool) -> int:  # type: ignore[no-untyped-def]
+    """Pledge `units` and record the "at most" bank transfer, confirmed by staff when `confirm` is set."""
+    await pledge(market, campaigns, campaign_id, member, units)
+    payment_id = await record_up_front_payment(market.db, campaign_id, member.user_id, units, units * AT_MOST_WON)
+    if confirm:
+        await confirm_pledge_deposit(market.db, payment_id, market.staff)
+    return payment_id
+
+
+async def lapse_hold(db, payment_id: int) -> None:  # type: ignore[no-untyped-def]
+    await db.execute(
+        "UPDATE pledge_payments SET hold_expires_at = now() - interval '1 second' WHERE id = $1", payment_id
+    )
+
+
+async def test_up_front_payment_checks_amount(db, campaigns, market):
+    """An up-front payment must be units times the "at most" price, and only on up-front campaigns."""
+    campaign_id = await make_campaign(market, campaigns, duration_s=3600, payment_timing="up_front")
+    member = await market.member()
+    with pytest.raises(DomainError) as mismatch:
+        await record_up_front_payment(db, campaign_id, member.user_id, 2, 2 * 8_000)
+    assert mismatch.value.code == "payment_amount_mismatch"
+    after_success = await make_campaign(market, campaigns, duration_s=3600)
+    with pytest.raises(DomainError) as wrong_timing:
+        await record_up_front_payment(db, after_success, member.user_id, 2, 2 * AT_MOST_WON)
+    assert wrong_timing.value.code == "not_up_front"
+
+    payment_id = await record_up_front_payment(db, campaign_id, member.user_id, 2, 2 * AT_MOST_WON)
+    payment = await db.fetchrow("SELECT *, hold_expires_at - created_at AS hold FROM pledge_payments WHERE id = $1",
+                                payment_id)
+    assert payment["status"] == "awaiting_deposit"
+    assert payment["hold"].total_seconds() == 86_400
+    with pytest.raises(DomainError) as not_staff:
+        await confirm_pledge_deposit(db, payment_id, member)
+    assert not_staff.value.code == "forbidden"
+
+
+async def test_expired_hold_releases_units(db, campaigns, campaign_consumer, market, smtp_sink, wk_settings):
+    """An unconfirmed hold past its expiry releases its units once, with one ledger event, and mails the member."""
+    campaign_id = await make_campaign(market, campaigns, duration_s=3600, payment_timing="up_front")
+    confirmed, lapsed = await market.member("김가영"), await market.member("이나래")
+    confirmed_payment = await pay_up_front(market, campaigns, campaign_id, confirmed, 3, confirm=True)
+    lapsed_payment = await pay_up_front(market, campaigns, campaign_id, lapsed, 4, confirm=False)
+    await lapse_hold(db, confirmed_payment)
+    await lapse_hold(db, lapsed_payment)
+
+    expirer = HoldExpirer(db, campaigns)
+    assert await expirer.round() == 1
+    assert await expirer.round() == 0
+
+    assert await campaigns.pledges(campaign_id) == {confirmed.user_id: 3}
+    snapshot = await campaigns.snapshot(campaign_id)
+    assert snapshot is not None
+    assert snapshot.committed_units == 3
+    statuses = dict(await db.fetch("SELECT id, status FROM pledge_payments WHERE campaign_id = $1", campaign_id))
+    assert statuses == {confirmed_payment: "paid", lapsed_payment: "expired"}
+    await campaign_consumer.drain()
+    released = await db.fetch(
+        "SELECT * FROM pledge_events WHERE campaign_id = $1 AND kind = 'hold_expired'", campaign_id
+    )
+    assert [(e["user_id"], e["units"], e["delta_units"], e["client_id"]) for e in released] == [
+        (lapsed.user_id, 0, -4, release_key(lapsed_payment))
+    ]
+    await send_all(db, wk_settings)
+    subjects = [str(m.message["Subject"]) for m in smtp_sink.messages if m.message["To"] == market.emails[lapsed.user_id]]
+    assert any("신청이 해제되었습니다" in subject for subject in subjects)
+
+
+async def test_hold_release_survives_dead_expirer(db, campaigns, campaign_consumer, market):
+    """An expirer that released in Redis but died before committing does not release the units a second time."""
+    campaign_id = await make_campaign(market, campaigns, duration_s=3600, payment_timing="up_front")
+    member = await market.member()
+    await pledge(market, campaigns, campaign_id, member, 6)
+    payment_id = await record_up_front_payment(db, campaign_id, member.user_id, 4, 4 * AT_MOST_WON)
+    await lapse_hold(db, payment_id)
+    # What the dead expirer did before its transaction was lost.
+    first = await campaigns.release(campaign_id, member.user_id, 4, release_key=release_key(payment_id))
+    assert first["ok"]
+
+    assert await expire_hold(db, campaigns, payment_id)
+
+    assert await campaigns.pledges(campaign_id) == {member.user_id: 2}
+    assert await db.fetchval("SELECT status FROM pledge_payments WHERE id = $1", payment_id) == "expired"
+    await campaign_consumer.drain()
+    assert await db.fetchval(
+        "SELECT count(*) FROM pledge_events WHERE campaign_id = $1 AND kind = 'hold_expired'", campaign_id
+    ) == 1
+
+
+async def test_close_refunds_difference_to_final_price(
+    db, campaigns, campaign_consumer, wk_settings, market, smtp_sink
+):
+    """Paid up-front pledges become paid orders at the final price, and the difference is refunded once."""
+    campaign_id = await make_campaign(market, campaigns, payment_timing="up_front")
+    first, second = await market.member("김가영"), await market.member("이나래")
+    await pay_up_front(market, campaigns, campaign_id, first, 4, confirm=True)
+    await pay_up_front(market, campaigns, campaign_id, second, 6, confirm=True)
+    await wait_until_deadline(campaigns, campaign_id)
+
+    assert await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id) == "succeeded"
+    await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id)
+
+    orders = await orders_by_user(db, campaign_id)
+    for member, units in ((first, 4), (second, 6)):
+        order = orders[member.user_id]
+        assert order["status"] == "paid"
+        assert order["amount_won"] == units * 8_000
+        refunds = await db.fetch("SELECT * FROM refunds WHERE user_id = $1", member.user_id)
+        assert [r["amount_won"] for r in refunds] == [units * (AT_MOST_WON - 8_000)]
+        assert refunds[0]["order_id"] == order["id"]
+        paid_won = await db.fetchval(
+            "SELECT sum(amount_won) FROM pledge_payments WHERE campaign_id = $1 AND user_id = $2",
+            campaign_id, member.user_id,
+        )
+        # Each order's sale rows sum to what its buyer paid minus the refund.
+        sums = await ledger_sums(db, order["id"])
+        assert sums["sale"] == paid_won - refunds[0]["amount_won"]
+        assert sums["commission"] == order["amount_won"] * 400 // 10_000
+    statuses = {row["status"] for row in await db.fetch("SELECT status FROM pledge_payments")}
+    assert statuses == {"settled"}
+
+    await send_all(db, wk_settings)
+    body = next(m.message.get_content() for m in smtp_sink.messages if m.message["To"] == market.emails[first.user_id]
+                and "성사" in str(m.message["Subject"]))
+    assert "결제 완료" in body
+    assert "차액 4,000원" in body
+
+
+async def test_hold_after_deadline_keeps_final_price(db, campaigns, campaign_consumer, wk_settings, market):
+    """A hold lapsing after the deadline releases nothing: the close counts its units and the order lapses alone."""
+    campaign_id = await make_campaign(market, campaigns, payment_timing="up_front")
+    payer, late = await market.member("김가영"), await market.member("이나래")
+    await pay_up_front(market, campaigns, campaign_id, payer, 6, confirm=True)
+    late_payment = await pay_up_front(market, campaigns, campaign_id, late, 4, confirm=False)
+    await wait_until_deadline(campaigns, campaign_id)
+    await lapse_hold(db, late_payment)
+
+    # The expirer runs after the deadline but before the closer.
+    assert await HoldExpirer(db, campaigns).round() == 1
+    assert await db.fetchval("SELECT status FROM pledge_payments WHERE id = $1", late_payment) == "expired"
+    assert await campaigns.pledges(campaign_id) == {payer.user_id: 6, late.user_id: 4}
+
+    assert await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id) == "succeeded"
+    assert await db.fetchval("SELECT final_unit_price_won FROM campaigns WHERE id = $1", campaign_id) == 8_000
+    orders = await orders_by_user(db, campaign_id)
+    assert orders[payer.user_id]["status"] == "paid"
+    assert orders[late.user_id]["status"] == "awaiting_payment"
+    assert orders[late.user_id]["amount_won"] == 32_000
+
+    await db.execute("UPDATE orders SET payment_due_at = now() - interval '1 second' WHERE id = $1",
+                     orders[late.user_id]["id"])
+    assert await CampaignOrderCanceller(db).round() == 1
+    after = await orders_by_user(db, campaign_id)
+    assert after[late.user_id]["status"] == "cancelled"
+    assert after[payer.user_id]["status"] == "paid"
+    assert after[payer.user_id]["amount_won"] == 48_000
+    assert await db.fetchval("SELECT final_unit_price_won FROM campaigns WHERE id = $1", campaign_id) == 8_000
+
+
+async def test_failed_up_front_refunds_in_full(db, campaigns, campaign_consumer, wk_settings, market, smtp_sink):
+    """A failed up-front campaign refunds every paid payment in full and expires the unpaid ones."""
+    campaign_id = await make_campaign(
+        market, campaigns, payment_timing="up_front", min_total_units=20, tiers=[[20, 9_000], [30, 8_000]]
+    )
+    payer, unpaid = await market.member("김가영"), await market.member("이나래")
+    paid_payment = await pay_up_front(market, campaigns, campaign_id, payer, 3, confirm=True)
+    unpaid_payment = await pay_up_front(market, campaigns, campaign_id, unpaid, 2, confirm=False)
+    await wait_until_deadline(campaigns, campaign_id)
+
+    assert await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id) == "failed"
+
+    refunds = await db.fetch("SELECT * FROM refunds")
+    assert [(r["payment_id"], r["user_id"], r["amount_won"]) for r in refunds] == [
+        (paid_payment, payer.user_id, 3 * AT_MOST_WON)
+    ]
+    statuses = dict(await db.fetch("SELECT id, status FROM pledge_payments"))
+    assert statuses == {paid_payment: "refunded", unpaid_payment: "expired"}
+    assert await db.fetchval("SELECT count(*) FROM orders") == 0
+    await send_all(db, wk_settings)
+    body = next(m.message.get_content() for m in smtp_sink.messages if m.message["To"] == market.emails[payer.user_id]
+                and "성사되지 않았습니다" in str(m.message["Subject"]))
+    assert "27,000원은 전액 환불됩니다" in body
+
+
+async def test_deposit_confirmed_after_close_pays_order(db, campaigns, campaign_consumer, wk_settings, market):
+    """A deposit confirmed after the close pays the member's order and refunds the difference."""
+    campaign_id = await make_campaign(market, campaigns, payment_timing="up_front")
+    member = await market.member()
+    payment_id = await pay_up_front(market, campaigns, campaign_id, member, 10, confirm=False)
+    await wait_until_deadline(campaigns, campaign_id)
+    assert await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id) == "succeeded"
+    order = (await orders_by_user(db, campaign_id))[member.user_id]
+    assert order["status"] == "awaiting_payment"
+
+    await confirm_pledge_deposit(db, payment_id, market.staff)
+
+    order = (await orders_by_user(db, campaign_id))[member.user_id]
+    assert order["status"] == "paid"
+    assert await db.fetchval("SELECT amount_won FROM refunds WHERE order_id = $1", order["id"]) == 10_000
+    assert await db.fetchval("SELECT status FROM pledge_payments WHERE id = $1", payment_id) == "settled"
+    assert await db.fetchval(
+        "SELECT count(*) FROM audit_log WHERE action = 'pledge_payment.confirm_deposit' AND target_id = $1", payment_id
+    ) == 1
+    with pytest.raises(DomainError) as again:
+        await confirm_pledge_deposit(db, payment_id, market.staff)
+    assert again.value.code == "payment_not_awaiting_deposit"
+
+
+async def test_unpaid_order_cancelled_without_price_change(
+    db, campaigns, campaign_consumer, wk_settings, market, smtp_sink
+):
+    """An after-success order unpaid at its due time is cancelled and reversed; other orders keep the final price."""
+    campaign_id = await make_campaign(market, campaigns)
+    members = [await market.member(name) for name in ("김가영", "이나래", "박다솜")]
+    for member, units in zip(members, (2, 3, 5)):
+        await pledge(market, campaigns, campaign_id, member, units)
+    await wait_until_deadline(campaigns, campaign_id)
+    assert await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id) == "succeeded"
+    orders = await orders_by_user(db, campaign_id)
+    lapsed = orders[members[2].user_id]
+    await db.execute("UPDATE orders SET payment_due_at = now() - interval '1 second' WHERE id = $1", lapsed["id"])
+
+    canceller = CampaignOrderCanceller(db)
+    assert await canceller.round() == 1
+    assert await canceller.round() == 0
+
+    after = await orders_by_user(db, campaign_id)
+    assert after[members[2].user_id]["status"] == "cancelled"
+    sums = await ledger_sums(db, lapsed["id"])
+    assert sums["sale"] + sums["sale_reversal"] == 0
+    assert sums["commission"] + sums["commission_reversal"] == 0
+    for member, units in zip(members[:2], (2, 3)):
+        order = after[member.user_id]
+        assert order["status"] == "awaiting_payment"
+        assert (order["unit_price_won"], order["amount_won"]) == (8_000, units * 8_000)
+    campaign = await db.fetchrow("SELECT * FROM campaigns WHERE id = $1", campaign_id)
+    assert (campaign["status"], campaign["final_unit_price_won"], campaign["final_units"]) == ("succeeded", 8_000, 10)
+    await send_all(db, wk_settings)
+    subjects = [str(m.message["Subject"]) for m in smtp_sink.messages if m.message["To"] == market.emails[members[2].user_id]]
+    assert any("주문이 취소되었습니다" in subject for subject in subjects)
