@@ -73,16 +73,19 @@ async def confirm_deposit(db: asyncpg.Pool, actor: Actor, order_id: int) -> None
 
 
 async def cancel_order_in_transaction(connection: asyncpg.Connection, order: asyncpg.Record) -> None:
-    """Cancel an unpaid order whose row the caller locked, reversing its commission.
+    """Cancel an unpaid order whose row the caller locked, reversing its sale and its commission.
 
-    The reversal row carries the negative commission, so the order's commission rows
-    sum to zero once it is cancelled.
+    Each reversal row carries the negative amount of the row it reverses, so once the
+    order is cancelled its sale rows sum to the amount paid (0) and so do its
+    commission rows. A second reversal of the same order raises UniqueViolationError
+    (`money_ledger_once_key`).
     """
     await connection.execute("UPDATE orders SET status = 'cancelled' WHERE id = $1", order["id"])
     await connection.execute(
         """INSERT INTO money_ledger (order_id, supplier_id, entry, amount_won, rate_bp)
-           SELECT order_id, supplier_id, 'commission_reversal', -amount_won, rate_bp
-           FROM money_ledger WHERE order_id = $1 AND entry = 'commission'""",
+           SELECT order_id, supplier_id, entry || '_reversal', -amount_won, rate_bp
+           FROM money_ledger WHERE order_id = $1 AND entry IN ('sale', 'commission')
+           ORDER BY id""",
         order["id"],
     )
 

@@ -12,7 +12,8 @@ each line naming the lot, the invariant and the values. It checks:
 - prices: no accepted bid lowers the price, and every challenger's bid raises it;
 - receipts: every receipt matches a ledger row (seq, kind, amount) unless its lot is held;
 - sales: at most one sale per lot (plus one second-chance sale), each with one
-  order, one sale row and one commission row in `money_ledger`;
+  order, one sale row and one commission row in `money_ledger`, whose sale rows
+  sum to the amount paid once the order is paid or cancelled;
 - mail: one outbox row per (event, recipient); with the sink's messages, every
   sent row was delivered exactly once (by Message-ID) and nothing else was;
 - live state: after a close Redis and PostgreSQL agree on status, seq, price and leader;
@@ -546,6 +547,16 @@ async def _check_order(report: Report, db: Any, lot: Mapping[str, Any], sale: Ma
         report.fail(lot_id, "at most one reversal of the whole commission",
                     f"order {order['id']} reversals {[row['amount_won'] for row in reversals]}, "
                     f"commission {commission['amount_won']}")
+
+    # Sale rows sum to what the buyer paid: the price once paid, 0 once cancelled unpaid.
+    if order["status"] in ("paid", "cancelled"):
+        paid_won = order["amount_won"] if order["status"] == "paid" else 0
+        net_sale = sum(row["amount_won"] for row in sale_rows + by_entry.get("sale_reversal", []))
+        net_commission = sum(row["amount_won"] for row in commissions + reversals)
+        if net_sale != paid_won or (paid_won == 0 and net_commission != 0):
+            report.fail(lot_id, "money ledger balances against the amount paid",
+                        f"order {order['id']} {order['status']}: paid {paid_won}, sale rows sum {net_sale}, "
+                        f"commission rows sum {net_commission}")
 
 
 async def _check_close_mails(
