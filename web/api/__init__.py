@@ -3,7 +3,8 @@
 An API module keeps an `ApiRoutes` list and declares each endpoint with
 `@routes.route(method, path, summary=..., request_schema=..., responses=...)`, which
 also registers it in the OpenAPI document. Add the module's list in `api_routes()`.
-Unsafe methods need the CSRF token in `X-CSRF-Token` (see `web.csrf`).
+Unsafe methods need the CSRF token in `X-CSRF-Token` (see `web.csrf`) and accept an
+`Idempotency-Key` header (see `web.idempotency`) unless declared `idempotent=False`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from web.api.openapi import Operation, openapi_document, register_operation
 from web.csrf import UNSAFE_METHODS
 from web.errors import ApiError
+from web.idempotency import idempotent as with_idempotency_key
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -38,8 +40,11 @@ class ApiRoutes(list[BaseRoute]):
         summary: str,
         request_schema: dict[str, Any] | None = None,
         responses: dict[int, dict[str, Any]] | None = None,
+        idempotent: bool = True,
     ) -> Callable[[Endpoint], Endpoint]:
+        """Register an endpoint; `idempotent=False` opts an unsafe route out of `Idempotency-Key`."""
         method = method.upper()
+        takes_key = idempotent and method in UNSAFE_METHODS
 
         def decorate(endpoint: Endpoint) -> Endpoint:
             register_operation(
@@ -51,9 +56,11 @@ class ApiRoutes(list[BaseRoute]):
                     responses=responses or {},
                     tags=(self.tag,),
                     requires_csrf=method in UNSAFE_METHODS,
+                    takes_idempotency_key=takes_key,
                 )
             )
-            self.append(Route(path, endpoint, methods=[method]))
+            handler = with_idempotency_key(endpoint) if takes_key else endpoint
+            self.append(Route(path, handler, methods=[method]))
             return endpoint
 
         return decorate

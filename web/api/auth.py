@@ -56,6 +56,7 @@ def session_payload(request: Request) -> dict[str, Any]:
     summary="Register a member account and sign it in",
     request_schema=_REGISTER_SCHEMA,
     responses={201: _SESSION_SCHEMA},
+    idempotent=False,  # anonymous, and it sets the session cookie
 )
 async def register(request: Request) -> JSONResponse:
     data = await read_json(request)
@@ -88,6 +89,7 @@ async def get_session(request: Request) -> JSONResponse:
     summary="Log in with email and password (rate-limited per address and email)",
     request_schema=_LOGIN_SCHEMA,
     responses={200: _SESSION_SCHEMA},
+    idempotent=False,  # sets the session cookie, which a stored response would not
 )
 async def login(request: Request) -> JSONResponse:
     data = await read_json(request)
@@ -107,6 +109,7 @@ async def login(request: Request) -> JSONResponse:
     "/session",
     summary="Log out; the response carries the new anonymous session's CSRF token",
     responses={200: _SESSION_SCHEMA},
+    idempotent=False,  # sets the session cookie, which a stored response would not
 )
 async def logout(request: Request) -> JSONResponse:
     require_user(request, active=False)

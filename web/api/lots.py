@@ -208,10 +208,12 @@ async def list_bids(request: Request) -> JSONResponse:
 
 
 # -- bidding -------------------------------------------------------------------------
+# Bids are retried safely by resending their client_id (the bid script keeps a
+# receipt per client id), so they take no Idempotency-Key.
 
 
 @routes.route("POST", "/lots/{lot_id}/bids", summary="Bid a maximum (proxy bidding); retry with the same client_id",
-              request_schema=_BID_SCHEMA, responses={201: _RECEIPT_SCHEMA})
+              request_schema=_BID_SCHEMA, responses={201: _RECEIPT_SCHEMA}, idempotent=False)
 async def post_bid(request: Request) -> JSONResponse:
     data = await read_json(request)
     accepted = await place_bid(request, _path_int(request, "lot_id"), data.get("amount_won"), data.get("client_id"))
@@ -219,7 +221,7 @@ async def post_bid(request: Request) -> JSONResponse:
 
 
 @routes.route("POST", "/lots/{lot_id}/buy-now", summary="Buy the lot at its buy-now price (before the first bid)",
-              request_schema=_BUY_NOW_SCHEMA, responses={201: _RECEIPT_SCHEMA})
+              request_schema=_BUY_NOW_SCHEMA, responses={201: _RECEIPT_SCHEMA}, idempotent=False)
 async def post_buy_now(request: Request) -> JSONResponse:
     data = await read_json(request)
     accepted = await place_buy_now(request, _path_int(request, "lot_id"), data.get("client_id"))

@@ -61,6 +61,7 @@ class Operation:
     responses: dict[int, dict[str, Any]] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
     requires_csrf: bool = False
+    takes_idempotency_key: bool = False
 
 
 OPERATIONS: dict[tuple[str, str], Operation] = {}
@@ -96,8 +97,13 @@ def build_document() -> dict[str, Any]:
                 "required": True,
                 "content": {"application/json": {"schema": operation.request_schema}},
             }
+        parameters = []
         if operation.requires_csrf:
-            entry["parameters"] = [{"$ref": "#/components/parameters/CsrfToken"}]
+            parameters.append({"$ref": "#/components/parameters/CsrfToken"})
+        if operation.takes_idempotency_key:
+            parameters.append({"$ref": "#/components/parameters/IdempotencyKey"})
+        if parameters:
+            entry["parameters"] = parameters
         paths.setdefault(API_PREFIX + path, {})[method.lower()] = entry
 
     error_schema = {**ERROR_SCHEMA, "description": "Error codes: " + ", ".join(sorted(ERRORS))}
@@ -114,7 +120,21 @@ def build_document() -> dict[str, Any]:
                     "required": True,
                     "description": "The session's CSRF token, from GET /api/v1/session.",
                     "schema": {"type": "string"},
-                }
+                },
+                "IdempotencyKey": {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": (
+                        "A client-chosen key, unique per request you mean to make once. A retry with the same key"
+                        " and the same method, path and body returns the first response (status and body, with"
+                        " Idempotent-Replayed: true) without doing the work again. The same key with another"
+                        " request is rejected with 422 idempotency_key_reused, and a retry while the first"
+                        " request still runs with 409 idempotency_key_in_progress. Keys are per user;"
+                        " anonymous requests ignore the header."
+                    ),
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_:.-]{1,128}$"},
+                },
             },
             "securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": "jt_session"}},
         },
