@@ -11,9 +11,12 @@ Messages come in two kinds:
   the same key replaces the pending one in place, so rapidly changing prices cost a
   slow connection nothing;
 - the others (history rows, private notices, close results) are never dropped.
-  When `max_pending` of them wait at once, `offer` returns False and the hub closes
-  the connection with 1013 (try again later). The client reconnects and gets a
-  fresh snapshot instead.
+  When `max_pending` of them wait, they are merged into one pending message (the
+  writer sends everything pending as one message anyway), so a burst of bids costs
+  a watcher that is only a little behind nothing. When the pending text
+  passes `max_pending_chars` characters in all, `offer` returns False and the hub closes the
+  connection with 1013 (try again later). The client reconnects and gets a fresh
+  snapshot instead.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class Watcher:
         locale: str,
         staff: bool = False,
         max_pending: int = 32,
+        max_pending_chars: int = 64 * 1024,
     ) -> None:
         self.websocket = websocket
         self.lot_id = lot_id  # None: every lot (the staff console)
@@ -67,6 +71,7 @@ class Watcher:
         self.locale = locale
         self.staff = staff
         self.max_pending = max_pending
+        self.max_pending_chars = max_pending_chars
         self.closed = False
         self.close_code: int | None = None
         self._pending: dict[object, Outgoing] = {}
@@ -88,11 +93,34 @@ class Watcher:
             self._pending[key] = item
         else:
             if len(self._pending) >= self.max_pending:
-                return False
+                self._merge_unkeyed()
             self._pending[key if key is not None else ("unique", next(_unique_keys))] = item
+            if sum(len(pending.text) for pending in self._pending.values()) > self.max_pending_chars:
+                return False
         if self._primed:
             self._wakeup.set()
         return True
+
+    def _merge_unkeyed(self) -> None:
+        """Merge the pending messages that have no coalesce key into one, in their order.
+
+        State messages keep their own entries, so later state still replaces them. The
+        merged rows and notices may then be sent before a state message that was queued
+        between them, which is harmless: they swap independent regions.
+        """
+        unkeyed = [
+            (key, item) for key, item in self._pending.items()
+            if isinstance(key, tuple) and key[:1] == ("unique",)
+        ]
+        if len(unkeyed) < 2:
+            return
+        first_key, first = unkeyed[0]
+        merged = Outgoing(
+            "".join(item.text for _, item in unkeyed), first.lot_id, max(item.seq for _, item in unkeyed)
+        )
+        for key, _ in unkeyed[1:]:
+            del self._pending[key]
+        self._pending[first_key] = merged
 
     def prime(self, text: str, seqs: Mapping[int, int]) -> None:
         """Put the connect snapshot first and drop queued items it already covers.
