@@ -98,6 +98,10 @@ class Keys:
     def session(self, session_id: str) -> str:
         return f"{self.prefix}:session:{session_id}"
 
+    def user_sessions(self, user_id: int) -> str:
+        """Set of a signed-in user's session ids, so staff can end all of them at once."""
+        return f"{self.prefix}:user:{user_id}:sessions"
+
     @property
     def rate_limit_prefix(self) -> str:
         return f"{self.prefix}:ratelimit"

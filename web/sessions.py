@@ -3,9 +3,17 @@
 The browser holds only a random token (32 bytes, URL-safe base64) in an HttpOnly,
 SameSite=Lax cookie; the session data is one JSON value in Redis under
 `Keys.session(token)`, read with GETEX so every request also renews its TTL. The
-signed-in user's row is cached in the session and re-read from PostgreSQL at most
-every `USER_REFRESH_S` seconds, so a role change or suspension takes effect within
-that time without a database query per request.
+signed-in user's row is cached in the session and re-read from PostgreSQL:
+
+- at most every `USER_REFRESH_S` seconds on ordinary requests, so pages need no
+  database query per request;
+- on every state-changing request (POST, PUT, PATCH, DELETE) of a user cached as
+  staff, so a demoted or suspended staff account can take no staff action with an
+  old copy.
+
+Each user's session ids are kept in a Redis set (`Keys.user_sessions`).
+`revoke_user_sessions` deletes them all at once; call it after suspending a user or
+changing a role, and their next request is anonymous (401).
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from engine.keys import Keys
 
 SESSION_COOKIE = "jt_session"
 USER_REFRESH_S = 60
+# A user's session set is checked for expired ids once it contains more ids than this.
+SESSION_SET_PRUNE_SIZE = 32
 _TOKEN_BYTES = 32
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 
@@ -87,6 +97,8 @@ class Session:
         self.modified = False
         # Ids to delete from Redis when the response starts (rotation and logout).
         self.stale_ids: list[str] = []
+        # The user each stale id belonged to, to drop it from that user's session set.
+        self.stale_owners: dict[str, int] = {}
 
     @property
     def is_new(self) -> bool:
@@ -127,6 +139,9 @@ class Session:
     def rotate(self) -> None:
         if self.id is not None:
             self.stale_ids.append(self.id)
+            owner = self.data.get("user")
+            if owner:
+                self.stale_owners[self.id] = owner["id"]
         self.id = None
         self.modified = True
 
@@ -149,15 +164,64 @@ class SessionStore:
         return data if isinstance(data, dict) else None
 
     async def save(self, session: Session) -> str:
-        """Write the session, giving it an id first if it has none; return the id."""
-        if session.id is None:
+        """Write the session, giving it an id first if it has none; return the id.
+
+        An existing session is only overwritten while its key still exists (SET XX),
+        so a request that was running while the session was revoked cannot bring it back.
+        """
+        new = session.id is None
+        if new:
             session.id = new_token()
-        await self.redis.set(self.keys.session(session.id), orjson.dumps(session.data), ex=self.ttl_s)
+        stored = await self.redis.set(
+            self.keys.session(session.id), orjson.dumps(session.data), ex=self.ttl_s, xx=not new
+        )
+        user = session.user
+        if stored and user is not None:
+            await self._remember(user.id, session.id)
         if session.stale_ids:
             await self.redis.delete(*(self.keys.session(stale) for stale in session.stale_ids))
+            for stale, owner_id in session.stale_owners.items():
+                await self.redis.srem(self.keys.user_sessions(owner_id), stale)
             session.stale_ids.clear()
+            session.stale_owners.clear()
         session.modified = False
         return session.id
+
+    async def _remember(self, user_id: int, session_id: str) -> None:
+        """Add a session id to its user's set, dropping ids whose sessions expired once the set grows."""
+        key = self.keys.user_sessions(user_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sadd(key, session_id)
+        pipe.expire(key, self.ttl_s)
+        pipe.scard(key)
+        _added, _expiry_set, size = await pipe.execute()
+        if size <= SESSION_SET_PRUNE_SIZE:
+            return
+        members = [m.decode() if isinstance(m, bytes) else m for m in await self.redis.smembers(key)]
+        pipe = self.redis.pipeline(transaction=False)
+        for member in members:
+            pipe.exists(self.keys.session(member))
+        alive = await pipe.execute()
+        expired = [member for member, exists in zip(members, alive) if not exists]
+        if expired:
+            await self.redis.srem(key, *expired)
+
+
+async def revoke_user_sessions(redis: Redis, keys: Keys, user_id: int) -> int:
+    """Delete every session of a user (after a suspension or a role change); return how many existed.
+
+    The user's next request is anonymous. A request of theirs already running keeps
+    its copy of the user until it ends, but cannot save the session again (see
+    `SessionStore.save`). Raises RedisError when Redis is unreachable.
+    """
+    key = keys.user_sessions(user_id)
+    members = [m.decode() if isinstance(m, bytes) else m for m in await redis.smembers(key)]
+    deleted = 0
+    if members:
+        deleted = await redis.delete(*(keys.session(member) for member in members))
+    await redis.delete(key)
+    log.info("sessions revoked user_id=%s sessions=%s", user_id, deleted)
+    return deleted
 
 
 def _cookie_value(scope: Scope) -> str | None:
@@ -171,25 +235,29 @@ def _cookie_value(scope: Scope) -> str | None:
     return None
 
 
-async def _refresh_user(session: Session, db: asyncpg.Pool) -> None:
-    """Re-read the cached user row when it is older than USER_REFRESH_S."""
+async def _refresh_user(session: Session, db: asyncpg.Pool, *, force: bool = False) -> None:
+    """Re-read the cached user row when it is older than USER_REFRESH_S, or always with `force`."""
     user = session.user
     loaded_at = session.data.get("user_loaded_at", 0)
-    if user is None or time.time() - loaded_at < USER_REFRESH_S:
+    if user is None or (not force and time.time() - loaded_at < USER_REFRESH_S):
         return
     from web.users import fetch_user  # web.users imports this module
 
     try:
         fresh = await fetch_user(db, user.id)
     except (asyncpg.PostgresError, OSError) as exc:
-        # Keep the cached row: pages stay usable while PostgreSQL is down, and every
-        # state-changing action checks the database itself.
+        # Keep the cached row so pages stay usable while PostgreSQL is down; a staff
+        # action needs PostgreSQL itself and fails there.
         log.warning("user refresh failed user_id=%s error=%s", user.id, type(exc).__name__)
         return
     if fresh is None:
         session.logout()
     else:
         session.set_user(fresh)
+
+
+def _is_state_change(scope: Scope) -> bool:
+    return scope["type"] == "http" and scope.get("method") in ("POST", "PUT", "PATCH", "DELETE")
 
 
 class SessionMiddleware:
@@ -230,7 +298,9 @@ class SessionMiddleware:
                 data = None
             if data is not None:
                 session = Session(cookie_id, data)
-                await _refresh_user(session, app_state.db)
+                cached = session.user
+                staff_action = cached is not None and cached.is_staff and _is_state_change(scope)
+                await _refresh_user(session, app_state.db, force=staff_action)
 
         state = scope.setdefault("state", {})
         state["session"] = session

@@ -20,8 +20,9 @@ Protocol (JSON text frames):
    been applied: send it again with the same client id.
 
 Messages of one socket are handled one at a time, in order. The session and its
-user are read once, at the handshake: a sign-out or suspension ends bidding on an
-open socket only when the client reconnects.
+user are read at the handshake, and before each bid the socket checks that the
+session still exists: once it was revoked (suspension, role change) or ended by a
+logout, the next bid is answered `not_authenticated` and the socket is closed with 1008.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from dataclasses import asdict
 from typing import Any
 
 import orjson
+from redis.exceptions import RedisError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -63,10 +65,27 @@ async def bid_socket(websocket: WebSocket) -> None:
             if len(text) > settings.max_ws_frame_bytes:
                 await websocket.close(CLOSE_MESSAGE_TOO_BIG)
                 return
+            if not await _session_alive(websocket, state.get("session")):
+                error = ApiError("not_authenticated")
+                await websocket.send_text(orjson.dumps({"type": "error", **error.to_json()}).decode())
+                await websocket.close(CLOSE_POLICY_VIOLATION)
+                return
             reply = await _answer(websocket, text)
             await websocket.send_text(reply.decode())
     except WebSocketDisconnect:
         return
+
+
+async def _session_alive(websocket: WebSocket, session: Any) -> bool:
+    """Return whether the socket's session still exists in Redis (one EXISTS per bid)."""
+    if session is None or session.id is None:
+        return False
+    app_state = websocket.app.state
+    try:
+        return bool(await app_state.redis.exists(app_state.keys.session(session.id)))
+    except RedisError:
+        # The bid itself needs Redis and is answered not_confirmed.
+        return True
 
 
 async def _hello(websocket: WebSocket, session: Any) -> bool:

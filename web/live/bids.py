@@ -54,9 +54,10 @@ async def place_buy_now(request: Request, lot_id: int, client_id: object) -> Bid
 
 
 async def _submit(request: Request, lot_id: int, amount: object, client_id: object, *, buy_now: bool) -> BidAccepted:
-    # NOTE: the account's role and status come from the session, which re-reads the
-    # user row at most every USER_REFRESH_S seconds, so a suspension takes up to
-    # that long to stop bids.
+    # The account's role and status come from the session copy. Suspending an account
+    # through the API revokes its sessions, so its next bid is anonymous (401).
+    # NOTE: a suspension written to PostgreSQL by other means stops bids only at the
+    # session's next re-read, up to USER_REFRESH_S seconds later.
     user = require_user(request)
     state = request.app.state
     kind = "buy_now" if buy_now else "bid"
