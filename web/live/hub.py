@@ -43,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -82,6 +82,9 @@ _FINAL_EVENTS = frozenset({"close", "settled", "cancel", "void"})
 STAFF_STATUSES = ("scheduled", "open", "closing", "held")
 RESUBSCRIBE_MAX_DELAY_S = 5.0
 BID_RATE_WINDOW_MS = 60_000
+# Events after which a lot takes no more bids, so its per-lot caches can go.
+_LOT_DONE_EVENTS = frozenset({"settled", "cancel"})
+USER_NAME_CACHE_SIZE = 4096
 
 
 class LotNotFound(Exception):
@@ -128,10 +131,12 @@ class LiveHub:
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._stopping = False
-        # For the staff console: recent bid times per lot and cached lot facts.
+        # For the staff console: recent bid times per lot and cached lot facts, both
+        # dropped when the lot's `settled` or `cancel` event arrives, and leader names
+        # in an LRU of USER_NAME_CACHE_SIZE entries.
         self._bid_times: dict[int, deque[int]] = {}
         self._staff_info: dict[int, dict[str, Any]] = {}
-        self._user_names: dict[int, str] = {}
+        self._user_names: OrderedDict[int, str] = OrderedDict()
         self._extensions: dict[str, LiveExtension] = {}
 
     # -- lifecycle -----------------------------------------------------------------
@@ -252,12 +257,7 @@ class LiveHub:
             self._staff_info[lot_id] = info
         leader_name = ""
         if snapshot.leader_id:
-            leader_name = self._user_names.get(snapshot.leader_id, "")
-            if not leader_name:
-                leader_name = await self.db.fetchval(
-                    "SELECT display_name FROM users WHERE id = $1", snapshot.leader_id
-                ) or ""
-                self._user_names[snapshot.leader_id] = leader_name
+            leader_name = await self._user_name(snapshot.leader_id)
         times = self._bid_times.get(lot_id, deque())
         recent = sum(1 for at_ms in times if at_ms > snapshot.server_ms - BID_RATE_WINDOW_MS)
         return {
@@ -268,6 +268,25 @@ class LiveHub:
             "extended_s": max(0, (snapshot.end_ms - info["scheduled_end_ms"]) // 1000),
             "watchers": self.watcher_count(lot_id),
         }
+
+    async def _user_name(self, user_id: int) -> str:
+        name = self._user_names.get(user_id)
+        if name is not None:
+            self._user_names.move_to_end(user_id)
+            return name
+        name = await self.db.fetchval("SELECT display_name FROM users WHERE id = $1", user_id) or ""
+        self._user_names[user_id] = name
+        if len(self._user_names) > USER_NAME_CACHE_SIZE:
+            self._user_names.popitem(last=False)
+        return name
+
+    def _forget_lot(self, lot_id: int, kind: str) -> None:
+        """Drop a finished lot's staff-console caches, and its ack mark once the close recorded it."""
+        self._bid_times.pop(lot_id, None)
+        self._staff_info.pop(lot_id, None)
+        if kind == "settled":
+            # The close compared the ledger with this mark before the lot was settled.
+            self.live.acks.forget(lot_id)
 
     # -- the subscription ------------------------------------------------------------
 
@@ -331,9 +350,20 @@ class LiveHub:
     # -- fan-out ---------------------------------------------------------------------
 
     async def dispatch(self, event: dict[str, Any]) -> None:
-        """Render one published lot event and offer it to every local watcher."""
+        """Render one published lot event and offer it to every local watcher.
+
+        After a `settled` or `cancel` event the lot's cached staff-console facts are
+        dropped, even when the fan-out fails.
+        """
         lot_id = int(event["lot_id"])
         kind = str(event["event"])
+        try:
+            await self._dispatch_lot(event, lot_id, kind)
+        finally:
+            if kind in _LOT_DONE_EVENTS:
+                self._forget_lot(lot_id, kind)
+
+    async def _dispatch_lot(self, event: dict[str, Any], lot_id: int, kind: str) -> None:
         LIVE_EVENTS.labels(kind).inc()
         if kind in ("bid", "buy_now"):
             times = self._bid_times.setdefault(lot_id, deque(maxlen=600))
