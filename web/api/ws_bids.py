@@ -17,7 +17,10 @@ Protocol (JSON text frames):
    `{"type": "ack", "client_id": C, "accepted": true, "receipt": ..., "live": ...}`
    or `{"type": "ack", "client_id": C, "accepted": false, "error": {...}}` with the
    error body of the HTTP route. `not_confirmed` means the bid may or may not have
-   been applied: send it again with the same client id.
+   been applied: send it again with the same client id. A `lot_id` that is not an
+   integer in 1..2^63-1 is acked with `not_found`, and a binary frame or a frame
+   that is not a bid message is answered `{"type": "error", ...}` (`invalid_json`);
+   the socket stays open.
 
 Messages of one socket are handled one at a time, in order. The session and its
 user are read at the handshake, and before each bid the socket checks that the
@@ -39,6 +42,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from web.api.lots import live_json
 from web.errors import ApiError
+from web.ids import is_row_id
 from web.live.bids import BidAccepted, place_bid, place_buy_now
 from web.security import origin_allowed
 
@@ -61,7 +65,11 @@ async def bid_socket(websocket: WebSocket) -> None:
         if not await _hello(websocket, state.get("session")):
             return
         while True:
-            text = await websocket.receive_text()
+            text = await _receive_text(websocket)
+            if text is None:
+                error = ApiError("invalid_json", expected="a text frame")
+                await websocket.send_text(orjson.dumps({"type": "error", **error.to_json()}).decode())
+                continue
             if len(text) > settings.max_ws_frame_bytes:
                 await websocket.close(CLOSE_MESSAGE_TOO_BIG)
                 return
@@ -90,7 +98,8 @@ async def _session_alive(websocket: WebSocket, session: Any) -> bool:
 
 async def _hello(websocket: WebSocket, session: Any) -> bool:
     """Check the first message's CSRF token against the session's; close with 1008 when wrong."""
-    message = _parse(await websocket.receive_text())
+    text = await _receive_text(websocket)
+    message = _parse(text) if text is not None else None
     expected = session.data.get("csrf") if session is not None else None
     token = message.get("csrf_token") if message is not None and message.get("type") == "hello" else None
     if not expected or not isinstance(token, str) or not hmac.compare_digest(token, expected):
@@ -108,7 +117,7 @@ async def _answer(websocket: WebSocket, text: str) -> bytes:
         return orjson.dumps({"type": "error", **error.to_json()})
     client_id = message.get("client_id")
     lot_id = message.get("lot_id")
-    if not isinstance(lot_id, int) or isinstance(lot_id, bool) or lot_id < 1:
+    if not is_row_id(lot_id):
         error = ApiError("not_found")
         return orjson.dumps({"type": "ack", "client_id": client_id, "accepted": False, **error.to_json()})
     try:
@@ -126,6 +135,15 @@ def _accepted_json(accepted: BidAccepted) -> dict[str, Any]:
         "receipt": asdict(accepted.receipt),
         "live": live_json(accepted.snapshot) if accepted.snapshot else None,
     }
+
+
+async def _receive_text(websocket: WebSocket) -> str | None:
+    """Return the next text frame, or None for a binary frame; raise WebSocketDisconnect on close."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text = message.get("text")
+    return text if isinstance(text, str) else None
 
 
 def _parse(text: str) -> dict[str, Any] | None:

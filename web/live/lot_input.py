@@ -16,6 +16,7 @@ from typing import Any
 from engine.auction.lots import LotDraft
 from engine.auction.rules import DEFAULT_INCREMENTS, InvalidAmount, parse_amount_won
 from web.i18n import KST
+from web.ids import is_row_id
 
 SMALL_INT_MAX = 1_000_000_000
 
@@ -81,9 +82,14 @@ def read_lot_input(data: Mapping[str, Any]) -> LotInput:
         result.errors.setdefault(name, (code, {"field": name, **detail}))
 
     try:
-        result.values["product_id"] = _int(data.get("product_id"))
+        product_id = _int(data.get("product_id"))
     except ValueError:
         fail("product_id")
+    else:
+        if is_row_id(product_id):
+            result.values["product_id"] = product_id
+        else:
+            fail("product_id")
 
     title = data.get("title")
     if not isinstance(title, str) or not 1 <= len(title.strip()) <= 120:

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
+from web import ids  # noqa: F401  (registers the {lot_id:id} convertor used below)
 from web.live.connection import CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLATION, Watcher
 from web.live.hub import LiveHub, LotNotFound
 from web.security import origin_allowed
@@ -84,6 +85,6 @@ async def _read_until_closed(websocket: WebSocket, watcher: Watcher, max_frame_b
 
 
 routes = [
-    WebSocketRoute("/ws/lots/{lot_id:int}", lot_socket, name="lot_socket"),
+    WebSocketRoute("/ws/lots/{lot_id:id}", lot_socket, name="lot_socket"),
     WebSocketRoute("/ws/staff", staff_socket, name="staff_socket"),
 ]

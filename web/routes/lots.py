@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.auction.live import Snapshot
+from web import ids  # noqa: F401  (registers the {lot_id:id} convertor used below)
 from web.errors import ApiError
 from web.live import auction_live
 from web.live.bids import BidAccepted, place_bid, place_buy_now
@@ -163,7 +164,7 @@ async def _result(
 routes = [
     Route("/", lot_list, methods=["GET"], name="home"),
     Route("/lots", lot_list, methods=["GET"], name="lot_list"),
-    Route("/lots/{lot_id:int}", lot_detail, methods=["GET"], name="lot_detail"),
-    Route("/lots/{lot_id:int}/bids", post_bid, methods=["POST"], name="lot_bid"),
-    Route("/lots/{lot_id:int}/buy-now", post_buy_now, methods=["POST"], name="lot_buy_now"),
+    Route("/lots/{lot_id:id}", lot_detail, methods=["GET"], name="lot_detail"),
+    Route("/lots/{lot_id:id}/bids", post_bid, methods=["POST"], name="lot_bid"),
+    Route("/lots/{lot_id:id}/buy-now", post_buy_now, methods=["POST"], name="lot_buy_now"),
 ]

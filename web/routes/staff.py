@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from engine.auction import staff as staff_actions
 from engine.errors import DomainError
+from web import ids  # noqa: F401  (registers the {lot_id:id} convertor used below)
 from web.errors import ApiError
 from web.i18n import gettext
 from web.live import auction_live
@@ -91,7 +92,7 @@ async def void(request: Request) -> Response:
 
 routes = [
     Route("/staff", console, methods=["GET"], name="staff_console"),
-    Route("/staff/lots/{lot_id:int}/cancel", cancel, methods=["POST"], name="staff_cancel"),
-    Route("/staff/lots/{lot_id:int}/extend", extend, methods=["POST"], name="staff_extend"),
-    Route("/staff/lots/{lot_id:int}/void", void, methods=["POST"], name="staff_void"),
+    Route("/staff/lots/{lot_id:id}/cancel", cancel, methods=["POST"], name="staff_cancel"),
+    Route("/staff/lots/{lot_id:id}/extend", extend, methods=["POST"], name="staff_extend"),
+    Route("/staff/lots/{lot_id:id}/void", void, methods=["POST"], name="staff_void"),
 ]

@@ -91,3 +91,60 @@ async def test_foreign_origin_rejected(live_server: LiveServer, world: World, cl
     with pytest.raises(InvalidStatus) as rejected:
         await member.connect("/ws/bids", origin="http://evil.example")
     assert rejected.value.response.status_code == 403
+
+
+async def test_out_of_range_lot_id_acked_not_found(live_server: LiveServer, world: World, make_lot: LotFactory, clients) -> None:
+    """A lot_id outside 1..2^63-1 is acked not_found and the socket keeps serving bids."""
+    lot_id = await make_lot(start_price_won=12_000)
+    member = await clients(live_server, world.members[3])
+    connection = await open_bid_socket(member)
+    await connection.recv()
+
+    for bad_id in (2**63, 2**64 - 1, 0, -1, True, "1"):
+        await connection.send(json.dumps({"type": "bid", "lot_id": bad_id, "amount_won": 15_000, "client_id": "big-1"}))
+        ack = json.loads(await connection.recv())
+        assert ack["accepted"] is False, bad_id
+        assert ack["error"]["code"] == "not_found", bad_id
+
+    await connection.send(json.dumps({"type": "bid", "lot_id": lot_id, "amount_won": 15_000, "client_id": "big-2"}))
+    assert json.loads(await connection.recv())["accepted"] is True
+    await connection.close()
+
+
+async def test_binary_frame_answered_with_error(live_server: LiveServer, world: World, clients) -> None:
+    """A binary frame, before or after the hello, is answered with an error message instead of closing with 1011."""
+    member = await clients(live_server, world.members[2])
+    connection = await member.connect("/ws/bids")
+    await connection.send(b'{"type": "hello"}')
+    reply = json.loads(await connection.recv())
+    assert reply["error"]["code"] == "csrf_failed"
+
+    connection = await open_bid_socket(member)
+    await connection.recv()
+    await connection.send(b"\x00\x01")
+    reply = json.loads(await connection.recv())
+    assert reply["type"] == "error"
+    assert reply["error"]["code"] == "invalid_json"
+    await connection.send("still open?")
+    assert json.loads(await connection.recv())["error"]["code"] == "invalid_json"
+    await connection.close()
+
+
+async def test_out_of_range_ids_in_paths_and_bodies(live_server: LiveServer, world: World, clients) -> None:
+    """Ids beyond bigint in a page path or a JSON body are answered 404 or 422, never 500."""
+    staff = await clients(live_server, world.staff)
+    huge = "9" * 25
+
+    page = await staff.http.get(f"/lots/{huge}")
+    api = await staff.http.get(f"/api/v1/lots/{huge}")
+    created = await staff.http.post(
+        "/api/v1/lots", json={"product_id": 2**63, "title": "x", "start_price_won": 1000,
+                              "start_at": "2030-01-01T10:00", "end_at": "2030-01-01T12:00"},
+        headers={"X-CSRF-Token": staff.csrf_token},
+    )
+
+    assert page.status_code == 404
+    assert api.status_code == 404
+    assert created.status_code == 422
+    assert created.json()["error"]["code"] == "invalid_field"
+    assert created.json()["error"]["detail"]["field"] == "product_id"
