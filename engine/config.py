@@ -42,7 +42,10 @@ class Settings(BaseSettings):
     payment_due_s: int = 48 * 3600
     ledger_gap_grace_s: int = 30
 
+    # Login attempts per (client address, email), and per client address over all
+    # emails, so one address cannot try a password against many accounts.
     login_rate: str = "10/minute"
+    login_ip_rate: str = "30/minute"
     bid_rate: str = "30/10seconds"
     max_body_bytes: int = 64 * 1024
     max_ws_frame_bytes: int = 4 * 1024
@@ -55,7 +58,14 @@ class Settings(BaseSettings):
 
     @property
     def origins(self) -> set[str]:
-        allowed = {self.base_url, f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"}
+        """Origins allowed on websocket handshakes: the public URL and `allowed_origins`.
+
+        Without a public URL the local addresses of the port are allowed too, for
+        development; with one they are not, unless listed in `allowed_origins`.
+        """
+        allowed = {self.base_url}
+        if not self.public_url:
+            allowed |= {f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"}
         return allowed | set(self.allowed_origins)
 
 

@@ -243,6 +243,8 @@ def settings(
         data_dir=tmp_path_factory.mktemp("data"),
         secret_key=secrets.token_hex(32),
         demo_data=False,
+        # Every test signs in from one address; the per-address limit has its own test.
+        login_ip_rate="10000/minute",
     )
 
 

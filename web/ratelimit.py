@@ -2,7 +2,7 @@
 
 `check_rate(request, name, rate, identity)` counts one hit for `identity` under the
 limit called `name` and raises 429 `rate_limited` with Retry-After when the limit is
-used up. The login form uses it per IP address and email, the bid route per user.
+used up. Logins use it per IP address and per (IP address, email), bids per user.
 The limiter shares the app's Redis connection pool; its keys start with
 `Keys.rate_limit_prefix`.
 """

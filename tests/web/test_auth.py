@@ -172,6 +172,32 @@ async def test_api_register_rejects_unsendable_email(app: Starlette, client: htt
         assert await _count_users(app, email) == 0, email
 
 
+async def test_login_rate_limit_per_address(settings) -> None:
+    """After `login_ip_rate` attempts from one address, a login for yet another email answers 429."""
+    limited = settings.model_copy(update={"login_ip_rate": "3/minute", "login_rate": "100/minute"})
+    async for app in start_app(limited):
+        transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as browser:
+            token = await api_csrf(browser)
+            for _ in range(3):
+                response = await browser.post(
+                    "/api/v1/session", json={"email": unique_email("spray"), "password": "wrong-pass"},
+                    headers={"X-CSRF-Token": token},
+                )
+                assert response.status_code == 401
+            response = await browser.post(
+                "/api/v1/session", json={"email": unique_email("spray"), "password": "wrong-pass"},
+                headers={"X-CSRF-Token": token},
+            )
+            assert response.status_code == 429
+            assert response.json()["error"]["code"] == "rate_limited"
+            form_token = await page_csrf(browser, "/login")
+            page = await browser.post(
+                "/login", data={"csrf_token": form_token, "email": unique_email("spray"), "password": "wrong-pass"}
+            )
+            assert page.status_code == 429
+
+
 async def test_login_rate_limit_page_and_api(settings, client: httpx.AsyncClient) -> None:
     """After `login_rate` attempts for one address and email, the next answers 429 with Retry-After."""
     limited = settings.model_copy(update={"login_rate": "3/minute"})

@@ -162,3 +162,14 @@ def test_origin_allowed_table(settings: Settings) -> None:
 
     extended = settings.model_copy(update={"allowed_origins": ["https://market.example"]})
     assert origin_allowed({"origin": "https://market.example"}, extended) is True
+
+
+def test_public_url_drops_local_origins(settings: Settings) -> None:
+    """With a public URL set, only it (and allowed_origins) pass; localhost and 127.0.0.1 no longer do."""
+    public = settings.model_copy(update={"public_url": "https://market.example"})
+
+    assert origin_allowed({"origin": "https://market.example"}, public) is True
+    assert origin_allowed({"origin": f"http://localhost:{settings.port}"}, public) is False
+    assert origin_allowed({"origin": f"http://127.0.0.1:{settings.port}"}, public) is False
+    listed = public.model_copy(update={"allowed_origins": [f"http://127.0.0.1:{settings.port}"]})
+    assert origin_allowed({"origin": f"http://127.0.0.1:{settings.port}"}, listed) is True

@@ -86,7 +86,7 @@ async def get_session(request: Request) -> JSONResponse:
 @routes.route(
     "POST",
     "/session",
-    summary="Log in with email and password (rate-limited per address and email)",
+    summary="Log in with email and password (rate-limited per address, and per address and email)",
     request_schema=_LOGIN_SCHEMA,
     responses={200: _SESSION_SCHEMA},
     idempotent=False,  # sets the session cookie, which a stored response would not
@@ -96,6 +96,7 @@ async def login(request: Request) -> JSONResponse:
     email = data.get("email") if isinstance(data.get("email"), str) else ""
     password = data.get("password") if isinstance(data.get("password"), str) else ""
     settings = request.app.state.settings
+    await check_rate(request, "login_ip", settings.login_ip_rate, client_ip(request))
     await check_rate(request, "login", settings.login_rate, f"{client_ip(request)}|{email.strip().lower()}")
     user = await authenticate(request.app.state.db, email, password)
     if user is None:

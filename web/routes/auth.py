@@ -34,6 +34,7 @@ async def login_page(request: Request) -> Response:
     context = {"email": email, "next": safe_next(form.get("next")), "error": None}
     settings = request.app.state.settings
     try:
+        await check_rate(request, "login_ip", settings.login_ip_rate, client_ip(request))
         await check_rate(request, "login", settings.login_rate, f"{client_ip(request)}|{email.lower()}")
     except ApiError as error:
         context["error"] = error.message(request.state.locale)

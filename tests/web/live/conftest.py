@@ -160,7 +160,9 @@ async def start_server(
     sock = listening_socket(send_buffer_bytes)
     port = sock.getsockname()[1]
     # The tests sign in many times from one address; login limits are tested elsewhere.
-    server_settings = settings.model_copy(update={"port": port, "login_rate": "10000/minute", **overrides})
+    server_settings = settings.model_copy(
+        update={"port": port, "login_rate": "10000/minute", "login_ip_rate": "10000/minute", **overrides}
+    )
     app = create_app(server_settings)
     config = uvicorn.Config(
         app,
