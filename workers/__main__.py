@@ -20,14 +20,18 @@ from engine.auction.live import AuctionLive
 from engine.auction.lots import load_active_lots
 from engine.config import Settings, get_settings
 from engine.db import apply_migrations, create_pool
+from engine.groupbuy.campaigns import load_active_campaigns
+from engine.groupbuy.live import CampaignLive
 from engine.keys import Keys
 from engine.outbox import OutboxSender
-from workers.loops import Closer, UnpaidCanceller, close_due_complex_round, keep_running, run_every
+from workers.campaigns import CampaignCloser, CampaignOrderCanceller, HoldExpirer
+from workers.loops import Closer, UnpaidCanceller, close_due_complex_round, keep_running, run_campaign_ledger, run_every
 
 log = logging.getLogger("jangteo.worker")
 
 CLOSE_INTERVAL_S = 0.25
 CANCEL_INTERVAL_S = 30.0
+HOLD_EXPIRY_INTERVAL_S = 5.0
 COMPLEX_CLOSE_INTERVAL_S = 1.0
 
 
@@ -52,9 +56,9 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
 
     db = await create_pool(settings.database_url, min_size=2, max_size=10)
-    # Each shard's consumer blocks one connection in XREADGROUP, so the pool must hold
-    # more than the shard count.
-    redis = Redis.from_url(settings.redis_url, max_connections=settings.redis_shards + 16)
+    # Each shard's consumer (one for lots, one for campaigns) blocks one connection in
+    # XREADGROUP, so the pool must hold more than twice the shard count.
+    redis = Redis.from_url(settings.redis_url, max_connections=2 * settings.redis_shards + 16)
     try:
         await apply_migrations(db)
         keys = Keys(settings.redis_prefix, settings.redis_shards)
@@ -62,13 +66,21 @@ async def run(settings: Settings) -> None:
         # Shards whose loaded marker is missing (Redis started empty) are rebuilt with the
         # acknowledgement check first; then any other active lot Redis lacks is loaded.
         loaded = await reload_missing_shards(db, live, settings)
-        loaded += await load_active_lots(db, live)
-        log.info("worker started lots_loaded=%s shards=%s", loaded, settings.redis_shards)
+        loaded_now, waiting = await load_active_lots(db, live)
+        loaded += loaded_now
+        log.info("worker started lots_loaded=%s lots_waiting=%s shards=%s", loaded, waiting, settings.redis_shards)
 
         consumer = LedgerConsumer(db, redis, keys)
         closer = Closer(db, live, settings)
         sender = OutboxSender(db, smtp_url=settings.smtp_url, mail_from=settings.mail_from)
         canceller = UnpaidCanceller(db)
+        campaigns = CampaignLive(redis, keys)
+        # Campaigns Redis lacks (added while it kept its data, such as a new demo round)
+        # are loaded now, so the closer sees their deadlines.
+        log.info("worker campaigns loaded count=%s", await load_active_campaigns(db, campaigns))
+        campaign_closer = CampaignCloser(db, campaigns, settings)
+        hold_expirer = HoldExpirer(db, campaigns)
+        campaign_canceller = CampaignOrderCanceller(db)
         # One supervised loop per ledger shard, so a crash restarts only its shard.
         shard_loops = [
             keep_running(f"ledger_shard_{shard}", stop, lambda shard=shard: consumer.run_shard(shard, stop))
@@ -76,11 +88,15 @@ async def run(settings: Settings) -> None:
         ]
         await asyncio.gather(
             *shard_loops,
+            run_campaign_ledger(db, redis, keys, stop),
             run_every("closer", CLOSE_INTERVAL_S, stop, closer.round),
             run_every("complex_orders", COMPLEX_CLOSE_INTERVAL_S, stop,
                       lambda: close_due_complex_round(db, settings, redis, keys)),
             keep_running("mail_sender", stop, lambda: sender.run(stop)),
             run_every("unpaid_orders", CANCEL_INTERVAL_S, stop, canceller.round),
+            run_every("campaign_closer", CLOSE_INTERVAL_S, stop, campaign_closer.round),
+            run_every("campaign_holds", HOLD_EXPIRY_INTERVAL_S, stop, hold_expirer.round),
+            run_every("campaign_unpaid_orders", CANCEL_INTERVAL_S, stop, campaign_canceller.round),
         )
     finally:
         await redis.aclose()

@@ -23,10 +23,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine.auction.closing import GapWatch, close_lot, open_started_lots, reload_missing_shards
+from engine.auction.closing import GapWatch, close_lot, open_started_lots, reload_missing_shards, sync_held_lots
 from engine.auction.live import AuctionLive
 from engine.complexorders.closing import close_due_complex_orders
+from engine.auction.ledger import LedgerConsumer
 from engine.config import Settings
+from engine.groupbuy.ledger import CAMPAIGN_LEDGER
 from engine.keys import Keys
 from engine.orders import cancel_unpaid_order, due_unpaid_order_ids
 
@@ -158,6 +160,7 @@ class Closer:
             try:
                 await reload_missing_shards(self.db, self.live, self.settings)
                 await open_started_lots(self.db)
+                await sync_held_lots(self.db, self.live)
             except OUTAGE:
                 raise
             except Exception:
@@ -232,3 +235,7 @@ async def close_due_complex_round(
     """Close the complex orders whose closing time passed; each closes once even when several workers race."""
     await close_due_complex_orders(db, payment_due_s=settings.payment_due_s, redis=redis, keys=keys)
 
+
+async def run_campaign_ledger(db: asyncpg.Pool, redis: Redis, keys: Keys, stop: asyncio.Event) -> None:
+    """Move the campaign shard streams into `pledge_events` until `stop` is set, one loop per shard."""
+    await LedgerConsumer(db, redis, keys, ledger=CAMPAIGN_LEDGER).run(stop)
