@@ -346,3 +346,17 @@ async def test_nav_links_for_coordinator_and_staff(live_server: LiveServer, comp
     assert '<a href="/staff/coordinators">코디네이터 지정</a>' in staff_page
     assert '<a href="/staff/coordinators">' not in coordinator_page
     assert '<a href="/complex">단지 공동구매</a>' not in member_page
+
+
+async def test_role_change_ends_target_sessions(live_server: LiveServer, complex_world: ComplexWorld, clients, pg_pool) -> None:
+    """After staff change a user's role, that user's open session is signed out at once."""
+    staff = await clients(live_server, complex_world.staff)
+    target_account = complex_world.members[5]
+    target = await clients(live_server, target_account)
+    assert (await target.http.get("/api/v1/session")).json()["user"] is not None
+
+    granted = await post(staff, f"/api/v1/users/{target_account.user_id}/role", {"role": "coordinator"})
+    assert granted.status_code == 200, granted.text
+
+    assert (await target.http.get("/api/v1/session")).json()["user"] is None
+    await post(staff, f"/api/v1/users/{target_account.user_id}/role", {"role": "member"})

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from engine.complexorders import closing, messages, rules, service
 from engine.complexorders.model import ComplexOrder, RosterRow, fetch_complex, fetch_roster, totals_of
 from engine.errors import DomainError
+from web.sessions import revoke_user_sessions
 from web.api import ApiRoutes, json_response, read_json
 from web.errors import ApiError, register_error
 from web.i18n import N_
@@ -296,6 +297,8 @@ async def set_user_role(request: Request) -> JSONResponse:
         await service.set_role(request.app.state.db, actor_of(user), user_id, str(body.get("role")))
     except DomainError as error:
         raise domain_error(error) from None
+    # The sessions cache the role; ending them makes the change apply at once.
+    await revoke_user_sessions(request.app.state.redis, request.app.state.keys, user_id)
     return json_response({"user_id": user_id, "role": body.get("role")})
 
 

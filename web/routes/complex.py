@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 from engine.complexorders import closing, messages, rules, service
 from engine.complexorders.model import ComplexOrder, fetch_complex_by_code, fetch_roster, totals_of
 from engine.errors import DomainError
+from web.sessions import revoke_user_sessions
 from web.api.complex import (
     complex_json,
     domain_error,
@@ -349,6 +350,8 @@ async def coordinators_submit(request: Request) -> Response:
     except DomainError as error:
         api_error = domain_error(error)
         return await _coordinators(request, error=api_error.message(_locale(request)), status_code=api_error.status)
+    # The sessions cache the role; ending them makes the change apply at once.
+    await revoke_user_sessions(request.app.state.redis, request.app.state.keys, user_id)
     return await _coordinators(request, message=email)
 
 
