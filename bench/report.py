@@ -109,6 +109,7 @@ def evaluate_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 value <= 1.10, f"{stalled:.1f} ms ÷ {reference:.1f} ms{bare_note}",
             ))
 
+    goals += _pledge_goals(results)
     memory = {run["target"]: run for run in results.get("memory", [])}
     if "idle-jangteo" in memory and "idle-bare" in memory:
         ours, bare_bytes = memory["idle-jangteo"]["bytes_per_socket"], memory["idle-bare"]["bytes_per_socket"]
@@ -116,6 +117,60 @@ def evaluate_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         goals.append(_goal(
             "memory per idle websocket ÷ bare Starlette", value, "≤ 2", value <= 2,
             f"{ours / 1024:.1f} KiB ÷ {bare_bytes / 1024:.1f} KiB per socket",
+        ))
+    return goals
+
+
+def _pledge(results: dict[str, Any], target: str, campaigns: int) -> dict[str, Any] | None:
+    for run in results.get("pledges", []):
+        if run["target"] == target and run["campaigns"] == campaigns:
+            return run
+    return None
+
+
+def _pledge_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bid goals applied to pledges and to the campaign counter fan-out."""
+    goals: list[dict[str, Any]] = []
+    if not results.get("pledges") and not results.get("campaign_fanout"):
+        return goals
+    calls_per_s = results.get("redis_benchmark_pledges", {}).get("calls_per_s")
+    for campaigns in (1, 100):
+        noun = f"{campaigns} campaign{'s' if campaigns > 1 else ''}"
+        jangteo, bare = _pledge(results, "jangteo", campaigns), _pledge(results, "bare", campaigns)
+        if jangteo and calls_per_s:
+            value = ratio(jangteo["accepted_per_s"], calls_per_s)
+            goals.append(_goal(
+                f"pledges/s, {noun}, ÷ redis-benchmark (a)", value, "≥ 0.20", value >= 0.20,
+                f"{jangteo['accepted_per_s']:.0f} accepted/s ÷ {calls_per_s:.0f} script calls/s",
+            ))
+        else:
+            goals.append(_goal(f"pledges/s, {noun}, ÷ redis-benchmark (a)", None, "≥ 0.20", None, ""))
+        if jangteo and bare:
+            value = ratio(jangteo["ack_p99_ms"], bare["ack_p99_ms"])
+            goals.append(_goal(
+                f"pledge ack p99, {noun}, ÷ bare endpoint (b)", value, "≤ 1.5", value <= 1.5,
+                f"{jangteo['ack_p99_ms']:.1f} ms ÷ {bare['ack_p99_ms']:.1f} ms",
+            ))
+        else:
+            goals.append(_goal(f"pledge ack p99, {noun}, ÷ bare endpoint (b)", None, "≤ 1.5", None, ""))
+    runs = results.get("campaign_fanout", [])
+    for watchers in sorted({run["watchers"] for run in runs}):
+        jangteo = next((run for run in runs if run["target"] == "jangteo" and run["watchers"] == watchers), None)
+        bare = next((run for run in runs if run["target"] == "bare" and run["watchers"] == watchers), None)
+        if not (jangteo and bare):
+            continue
+        rate = jangteo["throughput"]["deliveries_per_s"] or 0.0
+        bare_rate = bare["throughput"]["deliveries_per_s"] or 0.0
+        value = ratio(rate, bare_rate)
+        goals.append(_goal(
+            f"campaign fan-out deliveries/s, {watchers} watchers, ÷ bare broadcast", value, "≥ 0.6", value >= 0.6,
+            f"{rate:.0f} ÷ {bare_rate:.0f} deliveries/s",
+        ))
+        p99, bare_p99 = jangteo["latency"]["last_watcher_p99_ms"], bare["latency"]["last_watcher_p99_ms"]
+        limit = 1.5 * bare_p99 + 5
+        goals.append(_goal(
+            f"campaign fan-out p99 to last watcher, {watchers} watchers", round(p99, 1),
+            f"≤ 1.5 × bare + 5 ms = {limit:.1f} ms", p99 <= limit, f"bare broadcast p99 {bare_p99:.1f} ms",
         ))
     return goals
 
@@ -221,6 +276,7 @@ def render_tables(results: dict[str, Any]) -> str:
     profile = results.get("fanout_profile")
     if profile and profile.get("samples"):
         lines += _profile_table(profile, f"last watcher p99 {profile['last_watcher_p99_ms']} ms")
+    lines += _pledge_tables(results)
     if results.get("memory"):
         lines += ["", "### Idle websockets", "", "| server | sockets | RSS before MiB | RSS after MiB | bytes per socket |",
                   "| --- | --- | --- | --- | --- |"]
@@ -229,6 +285,58 @@ def render_tables(results: dict[str, Any]) -> str:
                 f"| {run['target']} | {run['sockets']} | {run['rss_before_mib']} | {run['rss_after_mib']} | {run['bytes_per_socket']:,} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _pledge_tables(results: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    redis_benchmark = results.get("redis_benchmark_pledges")
+    if redis_benchmark and "calls_per_s" in redis_benchmark:
+        lines += [
+            "", "### Pledge path", "",
+            f"Baseline (a): `{redis_benchmark['command']}`: {redis_benchmark['calls_per_s']:,.0f} script calls/s, "
+            f"p50 {redis_benchmark['p50_ms']} ms, p99 {redis_benchmark['p99_ms']} ms, accepted share "
+            f"{redis_benchmark['accepted_share']:.4f}.",
+        ]
+    if results.get("pledges"):
+        lines += [
+            "",
+            "Each run is the median of its rounds (run round-robin); accepted/s and ack p99 of every round are listed.",
+            "",
+            "| run | accepted/s | answered/s | ack p50 ms | ack p99 ms | accepted/s by round | p99 ms by round | server cores | client cores | Redis cores | load avg |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for run in results["pledges"]:
+            lines.append(
+                f"| {run['label']} | {run['accepted_per_s']:,.0f} | {run['answered_per_s']:,.0f} | {run['ack_p50_ms']} | "
+                f"{run['ack_p99_ms']} | {' / '.join(f'{value:,.0f}' for value in run.get('rounds_accepted_per_s', []))} | "
+                f"{' / '.join(f'{value:.0f}' for value in run.get('rounds_ack_p99_ms', []))} | "
+                f"{run['server_cores']} | {run['client_cores']} | {run['redis_cores']} | {run['load_average_1m']} |"
+            )
+    profile = results.get("pledge_profile")
+    if profile and profile.get("samples"):
+        lines += _profile_table(profile, f"{profile['accepted_per_s']:,.0f} accepted/s")
+    if results.get("campaign_fanout"):
+        lines += [
+            "", "### Campaign counter fan-out", "",
+            "Each row is the round with the median deliveries/s (run round-robin), with the median p50 and p99 over its rounds.",
+            "",
+            "| target | watchers | deliveries/s | deliveries/s by round | messages in burst | drain s | last watcher p50 ms | p99 ms | p99 ms by round | server CPU s (burst) | RSS MiB |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for run in results["campaign_fanout"]:
+            throughput, latency = run["throughput"], run["latency"]
+            lines.append(
+                f"| {run['target']} | {run['watchers']} | {throughput['deliveries_per_s'] or 0:,.0f} | "
+                f"{' / '.join(f'{value or 0:,.0f}' for value in run.get('rounds_deliveries_per_s', []))} | "
+                f"{throughput['messages']:,} of {throughput['burst'] * run['watchers']:,} | {throughput['drain_s']} | "
+                f"{latency['last_watcher_p50_ms']} | {latency['last_watcher_p99_ms']} | "
+                f"{' / '.join(f'{value:.0f}' for value in run.get('rounds_last_watcher_p99_ms', []))} | "
+                f"{throughput['server_cpu_s']} | {run['server_rss_mib']} |"
+            )
+    profile = results.get("campaign_fanout_profile")
+    if profile and profile.get("samples"):
+        lines += _profile_table(profile, f"last watcher p99 {profile['last_watcher_p99_ms']} ms")
+    return lines
 
 
 def _profile_table(profile: dict[str, Any], figure: str) -> list[str]:

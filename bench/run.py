@@ -30,12 +30,15 @@ from redis.asyncio import Redis
 
 from bench import report
 from bench.baselines.redis_bench import run_redis_benchmark
+from bench.baselines.redis_bench_pledge import run_redis_benchmark_pledges
 from bench.baselines.socketio_server import create_emitter
 from bench.bidload import bench_keys, create_bidders, load_lots
 from bench.scenarios.bids import BidEnvironment, BidRun, run_bids
+from bench.scenarios.campaign_fanout import run_campaign_fanout
 from bench.scenarios.fanout import BidTrigger, FanoutPlan, run_fanout
 from bench.scenarios.memory import measure_idle_memory
 from bench.scenarios.micro import measure_json
+from bench.scenarios.pledges import PledgeEnvironment, PledgeRun, run_pledges
 from bench.services import (
     PROJECT_ROOT,
     BenchRedis,
@@ -55,6 +58,9 @@ log = logging.getLogger("jangteo.bench")
 RESULTS_PATH = PROJECT_ROOT / "bench" / "results" / "latest.json"
 DOCS_PATH = PROJECT_ROOT / "docs" / "benchmarks.md"
 FANOUT_FIRST_LOT_ID = 900_001
+# The redis-benchmark campaign lives in Redis only, under an id far above PostgreSQL's serial ids.
+REDIS_BENCHMARK_CAMPAIGN_ID = 990_000_001
+SECTIONS = ("redis", "bids", "fanout", "memory", "micro", "pledges", "campaign-fanout")
 BIDDERS = 100
 
 
@@ -69,6 +75,9 @@ class Plan:
     bid_runs: tuple[BidRun, ...]
     fanout_plans: tuple[FanoutPlan, ...]
     idle_sockets: int
+    pledge_runs: tuple[PledgeRun, ...]
+    campaign_fanout_plans: tuple[FanoutPlan, ...]
+    campaign_fanout_repeats: int
 
 
 FULL = Plan(
@@ -88,6 +97,9 @@ FULL = Plan(
         FanoutPlan(watchers=5000, triggers=30, spacing_s=0.6, burst=20),
     ),
     idle_sockets=1000,
+    pledge_runs=(PledgeRun("bare", 1), PledgeRun("bare", 100), PledgeRun("jangteo", 1), PledgeRun("jangteo", 100)),
+    campaign_fanout_plans=(FanoutPlan(watchers=1000, triggers=60, spacing_s=0.2, burst=50),),
+    campaign_fanout_repeats=3,
 )
 QUICK = Plan(
     redis_benchmark_requests=20_000,
@@ -97,6 +109,9 @@ QUICK = Plan(
     bid_runs=(BidRun("bare", 1), BidRun("jangteo", 1), BidRun("jangteo", 1, batching=False)),
     fanout_plans=(FanoutPlan(watchers=100, triggers=5, spacing_s=0.2, burst=5, stall=True),),
     idle_sockets=100,
+    pledge_runs=(PledgeRun("bare", 1), PledgeRun("jangteo", 1)),
+    campaign_fanout_plans=(FanoutPlan(watchers=100, triggers=5, spacing_s=0.2, burst=5),),
+    campaign_fanout_repeats=1,
 )
 
 
@@ -183,6 +198,69 @@ def bid_profile(environment: BidEnvironment, plan: Plan) -> dict[str, Any]:
         environment, BidRun("jangteo", 100), warmup_s=plan.bid_warmup_s, duration_s=plan.bid_duration_s, profile=True,
     )
     return {"label": result["label"], "accepted_per_s": result["accepted_per_s"], **result.get("profile", {})}
+
+
+def pledge_scenarios(environment: PledgeEnvironment, plan: Plan) -> list[dict[str, Any]]:
+    """Run every pledge run `plan.bid_repeats` times, round-robin, and keep the median of each (as for bids)."""
+    rounds: dict[str, list[dict[str, Any]]] = {run.label: [] for run in plan.pledge_runs}
+    for round_number in range(plan.bid_repeats):
+        for run in plan.pledge_runs:
+            result = run_pledges(environment, run, warmup_s=plan.bid_warmup_s, duration_s=plan.bid_duration_s)
+            rounds[run.label].append(result)
+            log.info(
+                "pledges: %s, round %d -> %s accepted/s, p99 %s ms", run.label, round_number + 1,
+                result["accepted_per_s"], result["ack_p99_ms"],
+            )
+    return [_median_round(results) for results in rounds.values()]
+
+
+def pledge_profile(environment: PledgeEnvironment, plan: Plan) -> dict[str, Any]:
+    """Run Jangteo on 100 campaigns once more, sampled by py-spy; the figures are not used for the goals."""
+    log.info("pledges: profiling jangteo, 100 campaigns")
+    result = run_pledges(
+        environment, PledgeRun("jangteo", 100), warmup_s=plan.bid_warmup_s, duration_s=plan.bid_duration_s, profile=True,
+    )
+    return {"label": result["label"], "accepted_per_s": result["accepted_per_s"], **result.get("profile", {})}
+
+
+def campaign_fanout_scenarios(environment: PledgeEnvironment, plan: Plan) -> list[dict[str, Any]]:
+    """Run the campaign fan-out of every plan and target `campaign_fanout_repeats` times, round-robin.
+
+    Each (plan, target) keeps the round with the median deliveries/s, with the median
+    last-watcher p50 and p99 over its rounds.
+    """
+    keys = [(fanout_plan, target) for fanout_plan in plan.campaign_fanout_plans for target in ("bare", "jangteo")]
+    rounds: dict[int, list[dict[str, Any]]] = {index: [] for index in range(len(keys))}
+    for round_number in range(plan.campaign_fanout_repeats):
+        for index, (fanout_plan, target) in enumerate(keys):
+            result = asyncio.run(run_campaign_fanout(environment, target, fanout_plan))
+            rounds[index].append(result)
+            log.info(
+                "campaign fan-out: %s, %d watchers, round %d -> %s deliveries/s, last watcher p99 %s ms", target,
+                fanout_plan.watchers, round_number + 1, result["throughput"]["deliveries_per_s"],
+                result["latency"]["last_watcher_p99_ms"],
+            )
+    return [_median_fanout_round(results) for results in rounds.values()]
+
+
+def _median_fanout_round(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median deliveries/s, with the median last-watcher p50 and p99 over all rounds."""
+    by_rate = sorted(results, key=lambda result: result["throughput"]["deliveries_per_s"] or 0.0)
+    median = dict(by_rate[len(by_rate) // 2])
+    median["latency"] = dict(median["latency"])
+    for name in ("last_watcher_p50_ms", "last_watcher_p99_ms"):
+        median["latency"][name] = statistics.median(result["latency"][name] for result in results)
+    median["rounds_deliveries_per_s"] = [result["throughput"]["deliveries_per_s"] for result in results]
+    median["rounds_last_watcher_p99_ms"] = [result["latency"]["last_watcher_p99_ms"] for result in results]
+    return median
+
+
+def campaign_fanout_profile(environment: PledgeEnvironment, plan: Plan) -> dict[str, Any]:
+    """Run the campaign hub once more, sampled by py-spy in the latency phase; the figures are not used for the goals."""
+    fanout_plan = plan.campaign_fanout_plans[0]
+    result = asyncio.run(run_campaign_fanout(environment, "jangteo", fanout_plan, profile=True))
+    label = f"jangteo campaign hub, {fanout_plan.watchers} watchers, latency phase"
+    return {"label": label, "last_watcher_p99_ms": result["latency"]["last_watcher_p99_ms"], **result.get("profile", {})}
 
 
 def _fanout_server(target: str, redis: BenchRedis, database_url: str) -> tuple[ServerProcess, str, str]:
@@ -317,7 +395,10 @@ def run(plan: Plan, *, quick: bool, only: set[str] | None = None) -> dict[str, A
                     "machine": machine(),
                     "versions": versions(redis),
                 }
-                wanted = only or {"redis", "bids", "fanout", "memory", "micro"}
+                wanted = only or set(SECTIONS)
+                unknown = wanted - set(SECTIONS)
+                if unknown:
+                    raise ValueError(f"unknown --only sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
                 if "micro" in wanted:
                     results["json"] = _timed("json", measure_json)
                 _save(results)
@@ -341,6 +422,24 @@ def run(plan: Plan, *, quick: bool, only: set[str] | None = None) -> dict[str, A
                 _save(results)
                 if "memory" in wanted:
                     results["memory"] = _timed("memory", lambda: memory_scenarios(redis, database_url, plan))
+                _save(results)
+                pledge_environment = PledgeEnvironment(redis, database_url, identities_path)
+                if "pledges" in wanted:
+                    results["redis_benchmark_pledges"] = _timed("redis-benchmark pledges", lambda: run_redis_benchmark_pledges(
+                        redis.port, REDIS_BENCHMARK_CAMPAIGN_ID, requests=plan.redis_benchmark_requests,
+                    ))
+                    results["pledges"] = _timed("pledges", lambda: pledge_scenarios(pledge_environment, plan))
+                    if not quick:
+                        results["pledge_profile"] = _timed("pledge profile", lambda: pledge_profile(pledge_environment, plan))
+                _save(results)
+                if "campaign-fanout" in wanted:
+                    results["campaign_fanout"] = _timed(
+                        "campaign fan-out", lambda: campaign_fanout_scenarios(pledge_environment, plan)
+                    )
+                    if not quick:
+                        results["campaign_fanout_profile"] = _timed(
+                            "campaign fan-out profile", lambda: campaign_fanout_profile(pledge_environment, plan)
+                        )
                 results["machine"]["load_average_end"] = os.getloadavg()
                 return results
             finally:
@@ -349,13 +448,19 @@ def run(plan: Plan, *, quick: bool, only: set[str] | None = None) -> dict[str, A
         redis.stop()
 
 
+MEASURED_KEYS = (
+    "json", "redis_benchmark", "bids", "bid_profile", "fanout", "fanout_profile", "memory",
+    "redis_benchmark_pledges", "pledges", "pledge_profile", "campaign_fanout", "campaign_fanout_profile",
+)
+
+
 def _merge(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
     """Replace the sections of `earlier` that `later` measured; note both start times."""
     merged = dict(earlier)
     for key, value in later.items():
-        if key in ("json", "redis_benchmark", "bids", "bid_profile", "fanout", "fanout_profile", "memory"):
+        if key in MEASURED_KEYS:
             merged[key] = value
-    sections = sorted(key for key in later if key in ("bids", "fanout", "memory", "redis_benchmark"))
+    sections = sorted(key for key in later if key in MEASURED_KEYS and not key.endswith("_profile") and key != "json")
     merged["started_at"] = f"{earlier['started_at']} ({', '.join(sections)} rerun at {later['started_at']})"
     if later.get("commit") != earlier.get("commit"):
         merged["commit"] = f"{earlier.get('commit')} ({', '.join(sections)}: {later.get('commit')})"
@@ -368,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run Jangteo's benchmarks against their baselines.")
     parser.add_argument("--quick", action="store_true", help="short smoke run with small sizes (numbers are not meaningful)")
     parser.add_argument(
-        "--only", default="", help="comma-separated subset of: redis, bids, fanout, memory, micro (default: all)",
+        "--only", default="", help=f"comma-separated subset of: {', '.join(SECTIONS)} (default: all)",
     )
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite the tables in docs/benchmarks.md")
     parser.add_argument(
