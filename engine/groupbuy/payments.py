@@ -87,7 +87,10 @@ async def settle_payments(
 
     The caller checked that the paid payments cover `amount_won` and marked the order
     paid. Paid payments become `settled`; payments still awaiting a deposit are no
-    longer needed and expire. One refund row per order (`...:difference`, unique).
+    longer needed and expire. One refund row per order (`...:difference`, unique),
+    recorded in the money ledger as an `overpayment` row (received beyond the sale)
+    and a `refund` row (paid back) of the same amount. The commission stays as the
+    close fixed it on the sale, because the excess was never part of the sale.
     """
     paid = [p for p in payments if p["status"] == "paid"]
     refund_won = sum(p["amount_won"] for p in paid) - amount_won
@@ -103,6 +106,13 @@ async def settle_payments(
             """INSERT INTO refunds (source_key, order_id, payment_id, user_id, amount_won, reason)
                VALUES ($1, $2, $3, $4, $5, 'price_difference')""",
             f"{source_key(campaign_id, user_id)}:difference", order_id, paid[-1]["id"], user_id, refund_won,
+        )
+        await connection.execute(
+            """INSERT INTO money_ledger (order_id, supplier_id, entry, amount_won, rate_bp)
+               SELECT id, supplier_id, entry, $2, NULL
+               FROM orders, unnest(ARRAY['overpayment', 'refund']) AS entry
+               WHERE id = $1""",
+            order_id, refund_won,
         )
     return refund_won
 

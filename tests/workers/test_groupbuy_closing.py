@@ -12,6 +12,7 @@ from engine.db import create_pool
 from engine.groupbuy.closing import close_due_campaigns, finalize_campaign
 from engine.groupbuy.live import CampaignLive
 from engine.keys import Keys
+from invariants import check_campaign_invariants
 from groupbuy_testkit import (
     campaign_consumer,
     campaign_counts,
@@ -82,6 +83,7 @@ async def test_close_succeeds_at_inclusive_tier(db, campaigns, campaign_consumer
 
     assert await close_due_campaigns(db, campaigns, wk_settings) == []
     assert await campaign_counts(db, campaign_id) == {"orders": 2, "commissions": 2, "mails": 3}
+    await check_campaign_invariants(db, campaigns, sink_messages=smtp_sink.messages)
 
 
 @pytest.mark.parametrize(
@@ -102,6 +104,7 @@ async def test_close_price_by_committed_total(
     assert await db.fetchval("SELECT final_unit_price_won FROM campaigns WHERE id = $1", campaign_id) == price_won
     amounts = [row["amount_won"] for row in await db.fetch("SELECT amount_won FROM orders WHERE campaign_id = $1", campaign_id)]
     assert amounts == ([units * price_won] if price_won else [])
+    await check_campaign_invariants(db, campaigns)
 
 
 async def test_close_fails_below_minimum(db, campaigns, campaign_consumer, wk_settings, market, smtp_sink):
@@ -123,6 +126,7 @@ async def test_close_fails_below_minimum(db, campaigns, campaign_consumer, wk_se
     snapshot = await campaigns.snapshot(campaign_id)
     assert snapshot is not None
     assert snapshot.status == "failed"
+    await check_campaign_invariants(db, campaigns, sink_messages=smtp_sink.messages)
 
 
 async def test_close_fails_below_minimum_buyers(db, campaigns, campaign_consumer, wk_settings, market):
@@ -134,6 +138,7 @@ async def test_close_fails_below_minimum_buyers(db, campaigns, campaign_consumer
 
     assert await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id) == "failed"
     assert await campaign_counts(db, campaign_id) == {"orders": 0, "commissions": 0, "mails": 3}
+    await check_campaign_invariants(db, campaigns)
 
 
 async def test_close_when_sold_out_before_deadline(db, campaigns, campaign_consumer, wk_settings, market):
@@ -151,6 +156,7 @@ async def test_close_when_sold_out_before_deadline(db, campaigns, campaign_consu
     assert campaign["final_unit_price_won"] == 8_000
     assert campaign["closed_at"] < campaign["deadline_at"]
     assert (await campaign_counts(db, campaign_id))["orders"] == 2
+    await check_campaign_invariants(db, campaigns)
 
 
 async def test_close_waits_for_server_deadline(db, campaigns, campaign_consumer, wk_settings, market):
@@ -177,6 +183,7 @@ async def test_close_waits_for_server_deadline(db, campaigns, campaign_consumer,
     assert close_event["server_at"] >= deadline
     assert close_event["committed_units"] == 5
     assert (await orders_by_user(db, campaign_id))[member.user_id]["units"] == 5
+    await check_campaign_invariants(db, campaigns)
 
 
 async def test_close_racing_closers_order_once(
@@ -208,6 +215,7 @@ async def test_close_racing_closers_order_once(
     snapshot = await campaigns.snapshot(campaign_id)
     assert snapshot is not None
     assert snapshot.status == "succeeded"
+    await check_campaign_invariants(db, campaigns)
 
 
 async def test_close_finishes_after_closer_died(db, campaigns, campaign_consumer, wk_settings, market):
@@ -233,6 +241,7 @@ async def test_close_finishes_after_closer_died(db, campaigns, campaign_consumer
     assert snapshot.status == "succeeded"
     assert await campaign_counts(db, campaign_id) == {"orders": 2, "commissions": 2, "mails": 3}
     assert await close_due_campaigns(db, campaigns, wk_settings) == []
+    await check_campaign_invariants(db, campaigns)
 
 
 async def test_close_holds_campaign_with_ledger_gap(db, campaigns, campaign_consumer, wk_settings, market):
@@ -248,6 +257,7 @@ async def test_close_holds_campaign_with_ledger_gap(db, campaigns, campaign_cons
 
     assert await db.fetchval("SELECT held_reason FROM campaigns WHERE id = $1", campaign_id) == "ledger gap"
     assert await campaign_counts(db, campaign_id) == {"orders": 0, "commissions": 0, "mails": 0}
+    await check_campaign_invariants(db, campaigns)
 
 
 async def test_closer_loop_skips_failing_campaign(db, campaigns, campaign_consumer, wk_settings, market):
@@ -268,3 +278,5 @@ async def test_closer_loop_skips_failing_campaign(db, campaigns, campaign_consum
     assert await db.fetchval("SELECT status FROM campaigns WHERE id = $1", broken) == "open"
     assert closer.backoff.failures(broken) >= 1
     assert not closer.backoff.ready(broken)
+    # The broken campaign's terms were corrupted on purpose, so only the healthy one is checked.
+    await check_campaign_invariants(db, campaigns, campaign_ids=[healthy])

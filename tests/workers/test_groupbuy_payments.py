@@ -12,6 +12,7 @@ from engine.groupbuy.payments import (
     release_key,
 )
 from workers.campaigns import CampaignOrderCanceller, HoldExpirer
+from invariants import check_campaign_invariants
 from groupbuy_testkit import (
     campaign_consumer,
     campaigns,
@@ -64,6 +65,7 @@ async def test_up_front_payment_checks_amount(db, campaigns, market):
     with pytest.raises(DomainError) as not_staff:
         await confirm_pledge_deposit(db, payment_id, member)
     assert not_staff.value.code == "forbidden"
+    await check_campaign_invariants(db, campaigns)
 
 
 async def test_expired_hold_releases_units(db, campaigns, campaign_consumer, market, smtp_sink, wk_settings):
@@ -95,6 +97,7 @@ async def test_expired_hold_releases_units(db, campaigns, campaign_consumer, mar
     await send_all(db, wk_settings)
     subjects = [str(m.message["Subject"]) for m in smtp_sink.messages if m.message["To"] == market.emails[lapsed.user_id]]
     assert any("신청이 해제되었습니다" in subject for subject in subjects)
+    await check_campaign_invariants(db, campaigns, sink_messages=smtp_sink.messages)
 
 
 async def test_hold_release_survives_dead_expirer(db, campaigns, campaign_consumer, market):
@@ -116,6 +119,7 @@ async def test_hold_release_survives_dead_expirer(db, campaigns, campaign_consum
     assert await db.fetchval(
         "SELECT count(*) FROM pledge_events WHERE campaign_id = $1 AND kind = 'hold_expired'", campaign_id
     ) == 1
+    await check_campaign_invariants(db, campaigns)
 
 
 async def test_close_refunds_difference_to_final_price(
@@ -155,6 +159,7 @@ async def test_close_refunds_difference_to_final_price(
                 and "성사" in str(m.message["Subject"]))
     assert "결제 완료" in body
     assert "차액 4,000원" in body
+    await check_campaign_invariants(db, campaigns, sink_messages=smtp_sink.messages)
 
 
 async def test_hold_after_deadline_keeps_final_price(db, campaigns, campaign_consumer, wk_settings, market):
@@ -186,6 +191,7 @@ async def test_hold_after_deadline_keeps_final_price(db, campaigns, campaign_con
     assert after[payer.user_id]["status"] == "paid"
     assert after[payer.user_id]["amount_won"] == 48_000
     assert await db.fetchval("SELECT final_unit_price_won FROM campaigns WHERE id = $1", campaign_id) == 8_000
+    await check_campaign_invariants(db, campaigns)
 
 
 async def test_failed_up_front_refunds_in_full(db, campaigns, campaign_consumer, wk_settings, market, smtp_sink):
@@ -211,6 +217,7 @@ async def test_failed_up_front_refunds_in_full(db, campaigns, campaign_consumer,
     body = next(m.message.get_content() for m in smtp_sink.messages if m.message["To"] == market.emails[payer.user_id]
                 and "성사되지 않았습니다" in str(m.message["Subject"]))
     assert "27,000원은 전액 환불됩니다" in body
+    await check_campaign_invariants(db, campaigns, sink_messages=smtp_sink.messages)
 
 
 async def test_deposit_confirmed_after_close_pays_order(db, campaigns, campaign_consumer, wk_settings, market):
@@ -235,6 +242,7 @@ async def test_deposit_confirmed_after_close_pays_order(db, campaigns, campaign_
     with pytest.raises(DomainError) as again:
         await confirm_pledge_deposit(db, payment_id, market.staff)
     assert again.value.code == "payment_not_awaiting_deposit"
+    await check_campaign_invariants(db, campaigns)
 
 
 async def test_unpaid_order_cancelled_without_price_change(
@@ -269,3 +277,4 @@ async def test_unpaid_order_cancelled_without_price_change(
     await send_all(db, wk_settings)
     subjects = [str(m.message["Subject"]) for m in smtp_sink.messages if m.message["To"] == market.emails[members[2].user_id]]
     assert any("주문이 취소되었습니다" in subject for subject in subjects)
+    await check_campaign_invariants(db, campaigns, sink_messages=smtp_sink.messages)

@@ -19,6 +19,7 @@ from engine.groupbuy.ledger import CAMPAIGN_LEDGER
 from engine.groupbuy.live import CampaignLive, PledgeReceipt
 from engine.groupbuy.service import submit_pledge
 from engine.keys import Keys
+from invariants import check_campaign_invariants
 from groupbuy_testkit import campaign_counts, close_until_final, make_campaign, wait_until_deadline
 from test_redis_restart import restart
 
@@ -112,6 +113,7 @@ async def test_killed_redis_keeps_acknowledged_pledges(db, private_redis, privat
     await assert_receipts_recorded(db, campaign_id, receipts)
     assert await db.fetchval("SELECT final_units FROM campaigns WHERE id = $1", campaign_id) == 40
     await assert_one_order_per_pledge(db, campaign_id)
+    await check_campaign_invariants(db, private_campaigns, receipts=receipts)
 
 
 async def test_empty_redis_rebuilds_campaign(db, private_redis, private_campaigns, wk_settings, market):
@@ -143,3 +145,4 @@ async def test_empty_redis_rebuilds_campaign(db, private_redis, private_campaign
         for row in await db.fetch("SELECT * FROM orders WHERE campaign_id = $1", campaign_id)
     }
     assert orders == {first.user_id: (5, 9_000), second.user_id: (4, 9_000)}
+    await check_campaign_invariants(db, private_campaigns)
