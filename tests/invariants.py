@@ -1013,6 +1013,16 @@ async def _check_campaign_orders(
                             f"expected {expected}")
             await check_order_money(report, db, campaign_id, order)
             await _check_order_payments(report, db, campaign_id, order)
+            commission = await db.fetchrow(
+                "SELECT amount_won, rate_bp FROM money_ledger WHERE order_id = $1 AND entry = 'commission'", order["id"]
+            )
+            if commission is not None and (
+                commission["rate_bp"] is None
+                or commission["amount_won"] != commission_won((units or 0) * price_won, commission["rate_bp"])
+            ):
+                report.fail(campaign_id, "commission is the order's amount times the rate, floored",
+                            f"order {order['id']}: commission {commission['amount_won']} at {commission['rate_bp']} bp "
+                            f"of {(units or 0) * price_won}")
 
 
 async def _check_order_payments(report: Report, db: Any, campaign_id: int, order: Mapping[str, Any]) -> None:

@@ -151,6 +151,9 @@ async def test_close_refunds_difference_to_final_price(
         sums = await ledger_sums(db, order["id"])
         assert sums["sale"] == paid_won - refunds[0]["amount_won"]
         assert sums["commission"] == order["amount_won"] * 400 // 10_000
+        # The difference is received beyond the sale and paid back, both in the money ledger.
+        assert sums["overpayment"] == refunds[0]["amount_won"]
+        assert sums["refund"] == refunds[0]["amount_won"]
     statuses = {row["status"] for row in await db.fetch("SELECT status FROM pledge_payments")}
     assert statuses == {"settled"}
 

@@ -11,6 +11,7 @@ import pytest_asyncio
 import redis.asyncio
 
 from groupbuy_cases import CASES, campaign_load, terms_for
+from invariants import check_campaign_invariants
 from engine.groupbuy.live import CampaignLive, PledgeOutcome
 from engine.groupbuy.rules import CampaignTerms
 from engine.keys import Keys
@@ -56,7 +57,7 @@ async def _race(lives: list[CampaignLive], requests: list[tuple[int, int]]) -> l
 
 async def test_200_members_race_for_last_5_units(lives: list[CampaignLive]) -> None:
     """Of 200 members pledging 1 unit when 5 remain, exactly 5 are accepted and the rest see sold out."""
-    await _load(lives[0], cap=100)
+    terms = await _load(lives[0], cap=100)
     await _fill(lives[0], 95)
     outcomes = await _race(lives, [(user, 1) for user in range(1, 201)])
     accepted = [o for o in outcomes if o.accepted]
@@ -68,11 +69,12 @@ async def test_200_members_race_for_last_5_units(lives: list[CampaignLive]) -> N
     assert snapshot.committed_units == 100
     assert snapshot.stock_left == 0
     assert sum((await lives[0].pledges(CAMPAIGN_ID)).values()) == 100
+    await check_campaign_invariants(None, lives[0], receipts=outcomes, campaign_terms_by_id={CAMPAIGN_ID: terms})
 
 
 async def test_pledges_of_3_when_2_remain(lives: list[CampaignLive]) -> None:
     """Pledges of 3 when 2 remain are all rejected whole with 2 units left; then one pledge of 2 fits."""
-    await _load(lives[0], cap=100)
+    terms = await _load(lives[0], cap=100)
     await _fill(lives[0], 98)
     outcomes = await _race(lives, [(user, 3) for user in range(1, 51)])
     assert {o.code for o in outcomes} == {"over_stock"}
@@ -81,6 +83,7 @@ async def test_pledges_of_3_when_2_remain(lives: list[CampaignLive]) -> None:
     assert sum(o.accepted for o in outcomes) == 1
     assert {o.code for o in outcomes if not o.accepted} == {"sold_out"}
     assert sum((await lives[0].pledges(CAMPAIGN_ID)).values()) == 100
+    await check_campaign_invariants(None, lives[0], receipts=outcomes, campaign_terms_by_id={CAMPAIGN_ID: terms})
 
 
 async def test_random_race_never_oversells(lives: list[CampaignLive]) -> None:
@@ -111,3 +114,4 @@ async def test_random_race_never_oversells(lives: list[CampaignLive]) -> None:
     for _, user, units in by_seq:
         totals[user] = units
     assert {u: n for u, n in totals.items() if n} == pledges
+    await check_campaign_invariants(None, lives[0], receipts=outcomes, campaign_terms_by_id={CAMPAIGN_ID: terms})
