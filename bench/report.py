@@ -129,7 +129,7 @@ def _pledge(results: dict[str, Any], target: str, campaigns: int) -> dict[str, A
 
 
 def _pledge_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The bid goals applied to pledges and to the campaign counter fan-out."""
+    """Evaluate the bid goals on the pledge runs and on the campaign counter fan-out."""
     goals: list[dict[str, Any]] = []
     if not results.get("pledges") and not results.get("campaign_fanout"):
         return goals

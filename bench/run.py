@@ -244,7 +244,7 @@ def campaign_fanout_scenarios(environment: PledgeEnvironment, plan: Plan) -> lis
 
 
 def _median_fanout_round(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The round with the median deliveries/s, with the median last-watcher p50 and p99 over all rounds."""
+    """Return the round with the median deliveries/s, with the median last-watcher p50 and p99 over all rounds."""
     by_rate = sorted(results, key=lambda result: result["throughput"]["deliveries_per_s"] or 0.0)
     median = dict(by_rate[len(by_rate) // 2])
     median["latency"] = dict(median["latency"])
