@@ -1,6 +1,6 @@
 """Run every benchmark, print the results as ratios to their baselines, record them.
 
-    .venv/bin/python -m bench.run            # the full run (about 15 minutes)
+    .venv/bin/python -m bench.run            # the full run (about 20 minutes)
     .venv/bin/python -m bench.run --quick    # a short smoke run (about 1 minute)
 
 Starts its own Redis (a private redis-server on a free port) and a PostgreSQL
