@@ -1179,3 +1179,11 @@ async def check_campaign_invariants(
             _check_campaign_live_agrees(report, campaign, campaign_events, await campaign_live.snapshot(campaign_id))
     await _check_mail(report, db, sink_messages)
     report.raise_if_failed()
+
+
+async def check_orders_money(db: Any, order_ids: Iterable[int]) -> None:
+    """Check `check_order_money` on each given order (any channel), and raise one AssertionError listing what broke."""
+    report = CampaignReport()
+    for order in await db.fetch("SELECT * FROM orders WHERE id = ANY($1::bigint[]) ORDER BY id", sorted(order_ids)):
+        await check_order_money(report, db, None, order)
+    report.raise_if_failed()

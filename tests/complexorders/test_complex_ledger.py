@@ -8,6 +8,7 @@ from engine.commission import commission_won
 from engine.complexorders import closing, rules
 from engine.complexorders.model import ComplexOrder, fetch_complex, fetch_roster, totals_of
 from engine.complexorders.service import ItemDraft, submit_participation
+from invariants import check_orders_money
 from tests.complexorders.conftest import ComplexFactory, ComplexWorld, actor
 
 DUE_S = 48 * 3600
@@ -133,6 +134,8 @@ async def test_close_writes_one_order_per_supplier(pg_pool, complex_world: Compl
     assert sums["commission"] == commission_won(4 * ODD_PRICE_WON, 400) == 1_244
     assert sums["sale"] == 4 * ODD_PRICE_WON + 1_149
     await assert_complex_balances(pg_pool, complex_order)
+    await check_orders_money(pg_pool, [row["id"] for row in await pg_pool.fetch(
+        "SELECT id FROM orders WHERE complex_order_id = $1", complex_order.id)])
 
 
 async def test_ledger_balances_after_partial_refunds(pg_pool, complex_world: ComplexWorld,
@@ -172,3 +175,5 @@ async def test_ledger_balances_after_partial_refunds(pg_pool, complex_world: Com
     sums = await assert_order_balances(pg_pool, odd_order.order_id)
     assert sums["commission"] + sums["commission_reversal"] == 0
     await assert_complex_balances(pg_pool, complex_order)
+    await check_orders_money(pg_pool, [row["id"] for row in await pg_pool.fetch(
+        "SELECT id FROM orders WHERE complex_order_id = $1", complex_order.id)])
