@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import Market
+if TYPE_CHECKING:
+    # Only for annotations: a plain `from conftest import` resolves to whichever
+    # conftest module pytest imported first when several test folders run together.
+    from conftest import Market
 from engine.actors import COORDINATOR, STAFF, Actor
 from engine.auction.ledger import LedgerConsumer
 from engine.errors import DomainError
