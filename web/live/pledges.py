@@ -36,6 +36,26 @@ from web.security import require_user
 
 log = logging.getLogger("jangteo.web.pledges")
 
+# A campaign's payment timing never changes after it is created, so each process
+# reads it once per campaign instead of once per pledge (bounded: oldest entries go).
+_PAYMENT_TIMING: dict[tuple[asyncpg.Pool, int], str] = {}
+_PAYMENT_TIMING_MAX = 10_000
+
+
+async def _payment_timing(db: asyncpg.Pool, campaign_id: int) -> str | None:
+    # Keyed by pool too: campaign ids are per database, and tests run several databases.
+    key = (db, campaign_id)
+    timing = _PAYMENT_TIMING.get(key)
+    if timing is None:
+        timing = await db.fetchval("SELECT payment_timing FROM campaigns WHERE id = $1", campaign_id)
+        if timing is None:
+            return None
+        if len(_PAYMENT_TIMING) >= _PAYMENT_TIMING_MAX:
+            del _PAYMENT_TIMING[next(iter(_PAYMENT_TIMING))]
+        _PAYMENT_TIMING[key] = timing
+    return timing
+
+
 PLEDGES = Counter("jangteo_pledges", "Pledge requests by outcome and code.", ["outcome", "code"])
 
 
@@ -101,7 +121,7 @@ async def _record_up_front_payment(
     # A retry returns the first receipt, whose payment was recorded then.
     if receipt.retry or receipt.delta_units <= 0 or snapshot is None:
         return None
-    timing = await db.fetchval("SELECT payment_timing FROM campaigns WHERE id = $1", campaign_id)
+    timing = await _payment_timing(db, campaign_id)
     if timing != "up_front":
         return None
     amount_won = receipt.delta_units * snapshot.at_most_price_won
