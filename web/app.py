@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
+from engine.auction.batching import ScriptBatcher
 from engine.config import PROJECT_ROOT, Settings, get_settings
 from engine.db.migrate import apply_migrations
 from engine.db.pool import create_pool
@@ -91,6 +92,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.redis = redis
             app.state.keys = keys
             app.state.limiter = create_limiter(redis, keys.rate_limit_prefix)
+            # One pipeline per event-loop pass for session reads, rate limits and scripts.
+            app.state.batcher = ScriptBatcher(redis)
             app.state.templates = templates
             await start_live(app)
             log.info("web started migrations_applied=%d", len(applied))

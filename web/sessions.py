@@ -3,6 +3,8 @@
 The browser holds only a random token (32 bytes, URL-safe base64) in an HttpOnly,
 SameSite=Lax cookie; the session data is one JSON value in Redis under
 `Keys.session(token)`, read with GETEX so every request also renews its TTL. The
+GETEX goes through the app's `ScriptBatcher` (`app.state.batcher`), one pipeline
+for all requests of an event-loop pass. The
 signed-in user's row is cached in the session and re-read from PostgreSQL:
 
 - at most every `USER_REFRESH_S` seconds on ordinary requests, so pages need no
@@ -32,6 +34,7 @@ from redis.exceptions import RedisError
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine.auction.batching import ScriptBatcher
 from engine.keys import Keys
 
 SESSION_COOKIE = "jt_session"
@@ -147,13 +150,19 @@ class Session:
 
 
 class SessionStore:
-    def __init__(self, redis: Redis, keys: Keys, ttl_s: int) -> None:
+    def __init__(self, redis: Redis, keys: Keys, ttl_s: int, *, batcher: ScriptBatcher | None = None) -> None:
         self.redis = redis
         self.keys = keys
         self.ttl_s = ttl_s
+        # With a batcher, `load` shares the event-loop pass's pipeline with the other requests.
+        self.batcher = batcher
 
     async def load(self, session_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.getex(self.keys.session(session_id), ex=self.ttl_s)
+        key = self.keys.session(session_id)
+        if self.batcher is not None:
+            raw = await self.batcher.command("GETEX", key, "EX", self.ttl_s)
+        else:
+            raw = await self.redis.getex(key, ex=self.ttl_s)
         if raw is None:
             return None
         try:
@@ -286,7 +295,9 @@ class SessionMiddleware:
 
         app_state = scope["app"].state
         settings = app_state.settings
-        store = SessionStore(app_state.redis, app_state.keys, settings.session_ttl_s)
+        store = SessionStore(
+            app_state.redis, app_state.keys, settings.session_ttl_s, batcher=getattr(app_state, "batcher", None)
+        )
 
         session = Session(None)
         cookie_id = _cookie_value(scope)

@@ -1,9 +1,10 @@
-"""Send the Lua script calls issued during one event-loop pass as one pipeline.
+"""Send the Redis calls issued during one event-loop pass as one pipeline.
 
 Under load, most of a bid's cost is the Redis client's round trip. Callers that
-await `ScriptBatcher.run` during the same pass of the event loop share one
-pipeline (no MULTI), so N concurrent bids cost one write and one read on the
-socket instead of N. Each call still runs as its own atomic script in Redis.
+await `ScriptBatcher.run` (a Lua script) or `ScriptBatcher.command` (a plain
+command such as GETEX) during the same pass of the event loop share one pipeline
+(no MULTI). So N concurrent bids cost one write and one read on the socket instead
+of N. Each script still runs atomically in Redis, and each command on its own.
 
 Failure: when the pipeline fails (connection lost, timeout), every call in it
 raises, and the callers must report the action as not confirmed. A call whose
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from redis.asyncio import Redis
@@ -28,19 +30,41 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One queued call: a script with its keys and arguments, or a plain command (`script` None)."""
+
+    script: Script | None
+    keys: Sequence[str]
+    args: Sequence[Any]
+    future: asyncio.Future[Any]
+
+
 class ScriptBatcher:
     def __init__(self, redis: Redis, *, max_batch: int = 512) -> None:
         self._redis = redis
         self._max_batch = max_batch
-        self._pending: list[tuple[Script, Sequence[str], Sequence[Any], asyncio.Future[Any]]] = []
+        self._pending: list[_Call] = []
         self._flush_scheduled = False
         # The event loop keeps only weak references to tasks; these keep sends alive.
         self._sending: set[asyncio.Task[None]] = set()
 
     async def run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run `script` with `keys` and `args` in the next pipeline; return its reply."""
+        return await self._enqueue(script, keys, args)
+
+    async def command(self, *args: Any) -> Any:
+        """Send one plain command (for example "GETEX", key, "EX", 60) in the next pipeline.
+
+        The reply passes through redis-py's response callback for that command name,
+        as `Redis.execute_command` would apply it.
+        """
+        return await self._enqueue(None, (), args)
+
+    async def _enqueue(self, script: Script | None, keys: Sequence[str], args: Sequence[Any]) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((script, keys, args, future))
+        self._pending.append(_Call(script, keys, args, future))
         if len(self._pending) >= self._max_batch:
             self._flush()
         elif not self._flush_scheduled:
@@ -56,49 +80,47 @@ class ScriptBatcher:
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
-    async def _send(
-        self, batch: list[tuple[Script, Sequence[str], Sequence[Any], asyncio.Future[Any]]]
-    ) -> None:
+    async def _send(self, batch: list[_Call]) -> None:
         try:
             results = await self._execute(batch)
         except BaseException as error:  # noqa: BLE001 - every waiter must hear of it
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(error if isinstance(error, Exception) else ConnectionError(str(error)))
+            for call in batch:
+                if not call.future.done():
+                    call.future.set_exception(error if isinstance(error, Exception) else ConnectionError(str(error)))
             if not isinstance(error, Exception):
                 raise
             return
-        for (*_, future), result in zip(batch, results):
-            if future.done():
+        for call, result in zip(batch, results):
+            if call.future.done():
                 continue
             if isinstance(result, Exception):
-                future.set_exception(result)
+                call.future.set_exception(result)
             else:
-                future.set_result(result)
+                call.future.set_result(result)
 
-    async def _execute(
-        self, batch: list[tuple[Script, Sequence[str], Sequence[Any], asyncio.Future[Any]]]
-    ) -> list[Any]:
+    async def _execute(self, batch: list[_Call]) -> list[Any]:
         results = await self._pipeline(batch)
-        missing = [i for i, result in enumerate(results) if _is_noscript(result)]
+        missing = [i for i, result in enumerate(results) if batch[i].script is not None and _is_noscript(result)]
         if not missing:
             return results
         # Redis restarted or its scripts were flushed. NOSCRIPT means those calls did
         # not run, so only they are sent again, after loading their scripts; the calls
         # that did run are never sent twice.
-        for script in {batch[i][0].sha: batch[i][0] for i in missing}.values():
+        scripts = {call.script.sha: call.script for call in (batch[i] for i in missing) if call.script is not None}
+        for script in scripts.values():
             await self._redis.script_load(script.source)
         retried = await self._pipeline([batch[i] for i in missing])
         for i, result in zip(missing, retried):
             results[i] = result
         return results
 
-    async def _pipeline(
-        self, batch: list[tuple[Script, Sequence[str], Sequence[Any], asyncio.Future[Any]]]
-    ) -> list[Any]:
+    async def _pipeline(self, batch: list[_Call]) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
-        for script, keys, args, _ in batch:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        for call in batch:
+            if call.script is None:
+                pipe.execute_command(*call.args)
+            else:
+                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
         return list(await pipe.execute(raise_on_error=False))
 
 

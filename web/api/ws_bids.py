@@ -85,12 +85,12 @@ async def bid_socket(websocket: WebSocket) -> None:
 
 
 async def _session_alive(websocket: WebSocket, session: Any) -> bool:
-    """Return whether the socket's session still exists in Redis (one EXISTS per bid)."""
+    """Return whether the socket's session still exists in Redis (one batched EXISTS per bid)."""
     if session is None or session.id is None:
         return False
     app_state = websocket.app.state
     try:
-        return bool(await app_state.redis.exists(app_state.keys.session(session.id)))
+        return bool(await app_state.batcher.command("EXISTS", app_state.keys.session(session.id)))
     except RedisError:
         # The bid itself needs Redis and is answered not_confirmed.
         return True

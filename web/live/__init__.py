@@ -24,7 +24,7 @@ def auction_live(app: Starlette) -> AuctionLive:
     """Return the app's `AuctionLive`, created on first use on the app's Redis pool."""
     live = getattr(app.state, "live", None)
     if live is None:
-        live = AuctionLive(app.state.redis, app.state.keys)
+        live = AuctionLive(app.state.redis, app.state.keys, batcher=getattr(app.state, "batcher", None))
         app.state.live = live
     return live
 

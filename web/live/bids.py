@@ -24,7 +24,7 @@ from web import live as live_package
 from web.errors import ERRORS, ApiError
 from web.live import codes  # noqa: F401  (registers the error codes)
 from web.metrics import BIDS
-from web.ratelimit import check_rate
+from web.ratelimit import check_user_rate
 from web.security import require_user
 from web.sessions import CurrentUser
 
@@ -62,7 +62,7 @@ async def _submit(request: Request, lot_id: int, amount: object, client_id: obje
     state = request.app.state
     kind = "buy_now" if buy_now else "bid"
     try:
-        await check_rate(request, "bid", state.settings.bid_rate, str(user.id))
+        await check_user_rate(request, "bid", state.settings.bid_rate, str(user.id))
         live: AuctionLive = live_package.auction_live(request.app)
         actor = actor_of(user)
         if buy_now:

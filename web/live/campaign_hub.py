@@ -64,7 +64,7 @@ def campaign_live(app: Any) -> CampaignLive:
     """Return the app's `CampaignLive`, created on first use on the app's Redis pool."""
     live = getattr(app.state, "campaign_live", None)
     if live is None:
-        live = CampaignLive(app.state.redis, app.state.keys)
+        live = CampaignLive(app.state.redis, app.state.keys, batcher=getattr(app.state, "batcher", None))
         app.state.campaign_live = live
     return live
 

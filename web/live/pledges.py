@@ -31,7 +31,7 @@ from web.errors import ApiError
 from web.live import codes  # noqa: F401  (registers the error codes)
 from web.live.bids import actor_of, api_error_for
 from web.live.campaign_hub import campaign_live
-from web.ratelimit import check_rate
+from web.ratelimit import check_user_rate
 from web.security import require_user
 
 log = logging.getLogger("jangteo.web.pledges")
@@ -85,7 +85,7 @@ async def place_pledge(request: Request, campaign_id: int, units: object, client
     user = require_user(request)
     state = request.app.state
     try:
-        await check_rate(request, "pledge", state.settings.bid_rate, str(user.id))
+        await check_user_rate(request, "pledge", state.settings.bid_rate, str(user.id))
         outcome = await submit_pledge(
             state.db, campaign_live(request.app), actor_of(user), campaign_id,
             units,  # type: ignore[arg-type]  (submit_pledge validates the type)

@@ -245,6 +245,27 @@ async def test_batcher_isolates_failing_call(redis_client: redis.asyncio.Redis, 
     await check_auction_invariants(None, live, receipts=[results[0], results[2]], lot_terms_by_id={LOT_ID: terms})
 
 
+async def test_batcher_sends_commands_with_scripts(redis_client: redis.asyncio.Redis, keys: Keys) -> None:
+    """Plain commands and script calls of one event-loop pass share one pipeline and get their own replies."""
+    batcher = CountingBatcher(redis_client)
+    live = AuctionLive(redis_client, keys, batcher=batcher)
+    await _load(live)
+    counter = f"{keys.prefix}:counter"
+    await redis_client.set(f"{keys.prefix}:greeting", b"hello")
+    batcher.pipelines.clear()
+
+    results = await asyncio.gather(
+        *(batcher.command("INCR", counter) for _ in range(20)),
+        *(_bid(live, user, 1_000 * user, f"c{user}") for user in range(1, 11)),
+        batcher.command("GETEX", f"{keys.prefix}:greeting", "EX", 60),
+    )
+    assert batcher.pipelines == [31]
+    assert sorted(results[:20]) == list(range(1, 21))
+    assert all(outcome.accepted for outcome in results[20:30])
+    assert results[30] == b"hello"
+    assert 0 < await redis_client.ttl(f"{keys.prefix}:greeting") <= 60
+
+
 # -- NOSCRIPT recovery on a private server -------------------------------------------------
 
 
@@ -297,6 +318,19 @@ async def test_noscript_retries_only_missing_calls(private_client: redis.asyncio
         *(_bid(live, user, 50_000 + 1_000 * user, f"flushed{user}") for user in range(1, 31))
     )
     assert batcher.pipelines == [30, 30]
+
+    # A plain command in a batch that hits NOSCRIPT ran once and is not sent again.
+    await private_client.script_flush()
+    batcher.pipelines.clear()
+    counter = f"{keys.prefix}:counter"
+    mixed = await asyncio.gather(
+        *(batcher.command("INCR", counter) for _ in range(5)),
+        *(_bid(live, user, 200_000 + 10_000 * user, f"after-flush{user}") for user in range(1, 4)),
+    )
+    assert batcher.pipelines == [8, 3]
+    assert sorted(mixed[:5]) == [1, 2, 3, 4, 5]
+    assert await private_client.get(counter) == b"5"
+    flushed_outcomes.extend(mixed[5:])
 
     outcomes = [*mixed_outcomes, *flushed_outcomes]
     assert all(outcome.accepted for outcome in outcomes)
