@@ -73,6 +73,10 @@ class Keys:
         """Hash of `user_id:client_id` -> accepted receipt, for idempotent retries."""
         return f"{self._campaign_tag(self.shard_of(campaign_id))}:campaign:{campaign_id}:receipts"
 
+    def campaign_rebuild_gate(self, campaign_id: int) -> str:
+        """When a lost campaign was first found missing (ms), to delay its rebuild."""
+        return f"{self._campaign_tag(self.shard_of(campaign_id))}:campaign:{campaign_id}:rebuild"
+
     def campaign_ledger_stream(self, shard: int) -> str:
         return f"{self._campaign_tag(shard)}:ledger"
 

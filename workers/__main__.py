@@ -20,7 +20,7 @@ from engine.auction.live import AuctionLive
 from engine.auction.lots import load_active_lots
 from engine.config import Settings, get_settings
 from engine.db import apply_migrations, create_pool
-from engine.groupbuy.campaigns import load_active_campaigns
+from engine.groupbuy.campaigns import load_active_campaigns, reload_missing_campaign_shards
 from engine.groupbuy.live import CampaignLive
 from engine.keys import Keys
 from engine.outbox import OutboxSender
@@ -75,9 +75,15 @@ async def run(settings: Settings) -> None:
         sender = OutboxSender(db, smtp_url=settings.smtp_url, mail_from=settings.mail_from)
         canceller = UnpaidCanceller(db)
         campaigns = CampaignLive(redis, keys)
-        # Campaigns Redis lacks (added while it kept its data, such as a new demo round)
-        # are loaded now, so the closer sees their deadlines.
-        log.info("worker campaigns loaded count=%s", await load_active_campaigns(db, campaigns))
+        # Shards whose loaded marker is missing are rebuilt as for lots. Then campaigns
+        # Redis lacks (added while it kept its data, such as a new demo round) are
+        # loaded, so the closer finds their deadlines. Campaigns Redis lost wait for
+        # their rebuild grace, and their shards stay without a loaded marker, so the
+        # campaign closer's housekeeping loads them once the grace has passed.
+        campaigns_loaded = await reload_missing_campaign_shards(db, campaigns)
+        loaded_now, waiting = await load_active_campaigns(db, campaigns)
+        campaigns_loaded += loaded_now
+        log.info("worker campaigns loaded count=%s waiting=%s", campaigns_loaded, waiting)
         campaign_closer = CampaignCloser(db, campaigns, settings)
         hold_expirer = HoldExpirer(db, campaigns)
         campaign_canceller = CampaignOrderCanceller(db)

@@ -4,7 +4,9 @@ Each class runs one round per call, for `workers.loops.run_every`. Like the lot
 closer, each round handles every campaign, payment or order on its own. An outage
 (`OUTAGE`) ends the round, which is retried after a pause. Any other error is logged
 with the item's id, and that item backs off (`FailureBackoff`) while the round goes
-on with the others.
+on with the others. An item whose campaign Redis lost waits for the campaign's
+rebuild grace (`CampaignRebuildPending`) without backing off, and is tried again
+next round.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncpg
 
 from engine.auction.closing import GapWatch
 from engine.config import Settings
+from engine.groupbuy.campaigns import CampaignRebuildPending
 from engine.groupbuy.closing import close_campaign, keep_campaigns_loaded
 from engine.groupbuy.live import CampaignLive
 from engine.groupbuy.payments import (
@@ -36,6 +39,10 @@ async def _attempt(backoff: FailureBackoff, action: str, item_id: int, work: Cal
         result = await work()
     except OUTAGE:
         raise
+    except CampaignRebuildPending as pending:
+        log.info("%s waiting for campaign rebuild id=%s campaign_id=%s retry_in_ms=%s", action, item_id,
+                 pending.detail["campaign_id"], pending.detail["retry_after_ms"])
+        return None
     except Exception:
         delay_s = backoff.failed(item_id)
         log.exception("%s failed id=%s failures=%s retry_in_s=%.1f", action, item_id, backoff.failures(item_id), delay_s)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 
 import asyncpg
+from redis.asyncio import Redis
 
 log = logging.getLogger("jangteo.acks")
 
@@ -63,3 +64,24 @@ class AckMarks:
                     self._unsaved[lot_id] = seq
             raise
         return len(batch)
+
+
+async def rebuild_grace_left_ms(redis: Redis, gate_key: str, grace_ms: int) -> int:
+    """Return how long a rebuild must still wait, in ms; 0 means rebuild now.
+
+    The first call for a lost lot or campaign stores the Redis time in `gate_key`
+    and returns the whole grace. Later calls count from that time. Web processes
+    save their acknowledged sequence numbers every couple of seconds, so a grace
+    longer than that lets the hold check see every mark a running process had.
+    The caller deletes `gate_key` once the rebuild is done.
+    """
+    if grace_ms <= 0:
+        return 0
+    seconds, micros = await redis.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    # The gate outlives the grace by far, so a rebuild that keeps failing still
+    # counts from the first miss. It expires, so a gate left behind goes away.
+    if await redis.set(gate_key, now_ms, nx=True, px=grace_ms * 20):
+        return grace_ms
+    first_seen_ms = int(await redis.get(gate_key) or now_ms)
+    return max(0, grace_ms - (now_ms - first_seen_ms))

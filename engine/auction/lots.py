@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import asyncpg
 
 from engine.actors import STAFF, SUPPLIER, Actor
+from engine.auction.acks import rebuild_grace_left_ms
 from engine.auction.live import AuctionLive, LotLoad
 from engine.auction.rules import DEFAULT_INCREMENTS, MAX_AMOUNT_WON, validate_increments
 from engine.errors import DomainError
@@ -133,23 +134,10 @@ class RebuildPending(DomainError):
 
 
 async def _wait_for_ack_marks(live: AuctionLive, lot_id: int) -> None:
-    """Raise RebuildPending until the rebuild grace has passed since the lot was found missing.
-
-    Web processes save their acknowledged sequence numbers every couple of seconds;
-    rebuilding only after a longer grace lets the hold check see every mark that a
-    running process had.
-    """
-    grace_ms = live.rebuild_grace_ms
-    if grace_ms <= 0:
-        return
-    gate = live.keys.lot_rebuild_gate(lot_id)
-    now_ms = await live.server_time_ms()
-    if await live.redis.set(gate, now_ms, nx=True, px=grace_ms * 20):
-        raise RebuildPending(lot_id, grace_ms)
-    first_seen_ms = int(await live.redis.get(gate) or now_ms)
-    waited_ms = now_ms - first_seen_ms
-    if waited_ms < grace_ms:
-        raise RebuildPending(lot_id, grace_ms - waited_ms)
+    """Raise RebuildPending until the rebuild grace has passed since the lot was found missing."""
+    left_ms = await rebuild_grace_left_ms(live.redis, live.keys.lot_rebuild_gate(lot_id), live.rebuild_grace_ms)
+    if left_ms:
+        raise RebuildPending(lot_id, left_ms)
 
 
 async def load_lot(db: asyncpg.Pool, live: AuctionLive, lot_id: int) -> bool:

@@ -7,6 +7,7 @@ from `campaigns` and the `pledge_events` ledger before it takes another pledge.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Sequence
@@ -14,6 +15,7 @@ from typing import Any, Sequence
 import asyncpg
 
 from engine.actors import Actor
+from engine.auction.acks import rebuild_grace_left_ms
 from engine.errors import DomainError
 from engine.groupbuy.ledger import hold_campaign_if_acknowledged_missing
 from engine.groupbuy.live import CampaignLive, CampaignLoad
@@ -28,6 +30,8 @@ from engine.groupbuy.rules import (
     unit_price_for,
     validate_tiers,
 )
+
+log = logging.getLogger("jangteo.groupbuy.campaigns")
 
 MAX_DURATION = timedelta(days=90)
 MAX_PAYMENT_DUE_S = 30 * 86_400
@@ -185,19 +189,42 @@ def terms_from_row(row: asyncpg.Record) -> CampaignTerms:
 _LIVE_STATUS = {"scheduled": OPEN, "open": OPEN}
 
 
+class CampaignRebuildPending(DomainError):
+    """A campaign lost by Redis waits before its rebuild; the caller may retry shortly."""
+
+    def __init__(self, campaign_id: int, retry_after_ms: int) -> None:
+        super().__init__(
+            "campaign_rebuilding", f"campaign {campaign_id} is being restored; retry in {retry_after_ms} ms",
+            campaign_id=campaign_id, retry_after_ms=retry_after_ms,
+        )
+
+
 async def load_campaign(db: asyncpg.Pool, live: CampaignLive, campaign_id: int) -> bool:
     """Load one campaign into Redis from PostgreSQL, unless Redis already has it.
 
-    A campaign whose ack marks exceed its ledger is held first. The live state is
+    A campaign that was live before and is active in PostgreSQL was lost by Redis:
+    it is rebuilt only after `live.rebuild_grace_ms` (CampaignRebuildPending until
+    then), and held first when its ack marks exceed its ledger. The live state is
     the state after the campaign's last `pledge_events` row: each member's units, the
     totals and the retry receipts of the accepted pledges. Returns False when the
-    campaign does not exist or was already loaded.
+    campaign does not exist or Redis already has it.
     """
     if await live.redis.exists(live.keys.campaign_state(campaign_id)):
         return False
+    found = await db.fetchrow("SELECT status, live_loaded_at FROM campaigns WHERE id = $1", campaign_id)
+    if found is None:
+        return False
+    was_live = found["live_loaded_at"] is not None
+    if was_live and found["status"] in ACTIVE_STATUSES:
+        gate = live.keys.campaign_rebuild_gate(campaign_id)
+        left_ms = await rebuild_grace_left_ms(live.redis, gate, live.rebuild_grace_ms)
+        if left_ms:
+            raise CampaignRebuildPending(campaign_id, left_ms)
+
     async with db.acquire() as connection:
         # A campaign acknowledged beyond its ledger is rebuilt as held: rebuilt live,
-        # it would hand out the lost sequence numbers again.
+        # it would hand out the lost sequence numbers again. This runs even when
+        # `live_loaded_at` is NULL, because campaigns loaded before that column existed have none.
         await hold_campaign_if_acknowledged_missing(connection, campaign_id)
         row = await connection.fetchrow("SELECT * FROM campaigns WHERE id = $1", campaign_id)
         if row is None:
@@ -232,7 +259,14 @@ async def load_campaign(db: asyncpg.Pool, live: CampaignLive, campaign_id: int) 
         participants=len(pledges),
         pledges=pledges,
     )
-    return await live.load(CampaignLoad(terms=terms, state=state, receipts=receipts))
+    loaded = await live.load(CampaignLoad(terms=terms, state=state, receipts=receipts))
+    if loaded:
+        await live.redis.delete(live.keys.campaign_rebuild_gate(campaign_id))
+        if not was_live:
+            await db.execute(
+                "UPDATE campaigns SET live_loaded_at = now() WHERE id = $1 AND live_loaded_at IS NULL", campaign_id
+            )
+    return loaded
 
 
 def receipt_from_event(terms: CampaignTerms, event: asyncpg.Record) -> dict[str, Any]:
@@ -252,23 +286,32 @@ def receipt_from_event(terms: CampaignTerms, event: asyncpg.Record) -> dict[str,
     }
 
 
-async def load_active_campaigns(db: asyncpg.Pool, live: CampaignLive) -> int:
-    """Load every campaign that is scheduled, open or closing; return how many were loaded now."""
+async def load_active_campaigns(db: asyncpg.Pool, live: CampaignLive) -> tuple[int, int]:
+    """Load every campaign that is scheduled, open or closing and missing from Redis.
+
+    Returns (loaded now, waiting for their rebuild grace); call again later while
+    some are waiting.
+    """
     rows = await db.fetch(
         "SELECT id FROM campaigns WHERE status = ANY($1::text[]) ORDER BY id", list(ACTIVE_STATUSES)
     )
-    loaded = 0
+    loaded = pending = 0
     for row in rows:
-        loaded += await load_campaign(db, live, row["id"])
-    return loaded
+        try:
+            loaded += await load_campaign(db, live, row["id"])
+        except CampaignRebuildPending:
+            pending += 1
+    return loaded, pending
 
 
 async def reload_missing_campaign_shards(db: asyncpg.Pool, live: CampaignLive) -> int:
     """Load the active campaigns of every shard whose loaded marker is missing; return campaigns loaded.
 
     A missing marker means Redis started empty (first start, or it lost its data).
-    Campaigns already live are left alone; the marker is set once the shard's
-    campaigns are in.
+    Campaigns already live are left alone. Campaigns lost by Redis wait for their
+    rebuild grace (`load_campaign`), and are held first when acknowledged beyond
+    their ledger. The marker is set once every campaign of the shard is in, so a
+    shard with campaigns still waiting is tried again next round.
     """
     keys = live.keys
     pipe = live.redis.pipeline(transaction=False)
@@ -283,7 +326,15 @@ async def reload_missing_campaign_shards(db: asyncpg.Pool, live: CampaignLive) -
             "SELECT id FROM campaigns WHERE status = ANY($1::text[]) AND id % $2 = $3 ORDER BY id",
             list(ACTIVE_STATUSES), keys.shards, shard,
         )
+        pending = 0
         for row in rows:
-            loaded += await load_campaign(db, live, row["id"])
+            try:
+                loaded += await load_campaign(db, live, row["id"])
+            except CampaignRebuildPending:
+                pending += 1
+        if pending:
+            log.info("campaign shard waiting for rebuild grace shard=%s campaigns_waiting=%s", shard, pending)
+            continue
         await live.redis.set(keys.campaign_shard_loaded(shard), str(await live.server_time_ms()))
+        log.info("campaign shard loaded shard=%s campaigns=%s", shard, len(rows))
     return loaded

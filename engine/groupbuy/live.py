@@ -160,6 +160,9 @@ class CampaignLive:
         self.keys = keys
         self.batcher = batcher or ScriptBatcher(redis)
         self.acks = AckMarks(table="campaign_ack_marks", id_column="campaign_id")
+        # How long a campaign lost by Redis waits before its rebuild (see
+        # campaigns.load_campaign); longer than the web processes' ack-mark flush interval.
+        self.rebuild_grace_ms = 5_000
 
     # -- pledging ---------------------------------------------------------------
     async def pledge(

@@ -32,8 +32,9 @@ async def submit_pledge(
     script rejects a supplier's account on its own goods (`own_goods`). Rejections
     by the rules come back as outcomes. Raises DomainError for requests that never
     reach the rules (not allowed to pledge, malformed units or client id, unknown
-    campaign), and redis errors when Redis cannot confirm the pledge, which callers
-    must report as "not accepted".
+    campaign). Raises CampaignRebuildPending (code `campaign_rebuilding`) while a
+    campaign Redis lost waits out its rebuild grace, and redis errors when Redis
+    cannot confirm the pledge. Callers report both as "not accepted", to be sent again.
     """
     if not actor.may_bid:
         raise DomainError("not_allowed_to_pledge", "this account may not pledge")
@@ -66,6 +67,9 @@ async def _with_campaign_loaded(
         return outcome
     # Redis does not have the campaign: it was never loaded or Redis came back empty.
     # Rebuild it from PostgreSQL first; the pledge is then judged on the rebuilt state.
+    # A campaign that was live before raises CampaignRebuildPending until its grace
+    # has passed, so this process's marks, saved here, and every other web
+    # process's are in PostgreSQL before the rebuild checks them.
     await _flush_acks(db, live)
     if not await load_campaign(db, live, campaign_id):
         exists = await db.fetchval("SELECT 1 FROM campaigns WHERE id = $1", campaign_id)

@@ -15,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from embedded.redis import PrivateRedis, start_private_redis
 from engine.auction.ledger import LedgerConsumer
+from engine.errors import DomainError
 from engine.groupbuy.ledger import CAMPAIGN_LEDGER
 from engine.groupbuy.live import CampaignLive, PledgeReceipt
 from engine.groupbuy.service import submit_pledge
@@ -24,6 +25,9 @@ from groupbuy_testkit import campaign_counts, close_until_final, make_campaign, 
 from test_redis_restart import restart
 
 pytestmark = pytest.mark.slow
+
+# A short rebuild grace, so campaigns Redis lost are rebuilt within a second.
+GRACE_MS = 300
 
 
 @pytest_asyncio.fixture
@@ -41,13 +45,21 @@ async def private_campaigns(private_redis: PrivateRedis, wk_settings) -> AsyncIt
 
 
 async def pledge_until_answered(db, live: CampaignLive, campaign_id: int, member, units: int) -> PledgeReceipt | None:  # type: ignore[no-untyped-def]
-    """Pledge as a browser would: retry with the same client id until Redis replies; None when rejected."""
+    """Pledge as a browser would: retry with the same client id until Redis replies; None when rejected.
+
+    A campaign that waits for its rebuild is retried after the wait it reports.
+    """
     client_id = secrets.token_hex(8)
     while True:
         try:
             outcome = await submit_pledge(db, live, member, campaign_id, units, client_id)
         except (RedisConnectionError, RedisTimeoutError, OSError):
             await asyncio.sleep(0.05)
+            continue
+        except DomainError as error:
+            if error.code != "campaign_rebuilding":
+                raise
+            await asyncio.sleep(error.detail["retry_after_ms"] / 1000)
             continue
         return outcome.receipt if outcome.accepted else None
 
@@ -117,7 +129,7 @@ async def test_killed_redis_keeps_acknowledged_pledges(db, private_redis, privat
 
 
 async def test_empty_redis_rebuilds_campaign(db, private_redis, private_campaigns, wk_settings, market):
-    """A Redis restarted empty is rebuilt from the ledger before the next pledge, and the campaign closes once."""
+    """A Redis restarted empty is rebuilt from the ledger after the rebuild grace, and the campaign closes once."""
     live = private_campaigns
     consumer = LedgerConsumer(db, live.redis, live.keys, block_ms=50, ledger=CAMPAIGN_LEDGER)
     campaign_id = await make_campaign(market, live, duration_s=4)
@@ -128,9 +140,13 @@ async def test_empty_redis_rebuilds_campaign(db, private_redis, private_campaign
     await live.acks.flush(db)
     before = await live.snapshot(campaign_id)
 
+    live.rebuild_grace_ms = GRACE_MS
     await restart(private_redis, wipe=True)
     assert await live.snapshot(campaign_id) is None
 
+    with pytest.raises(DomainError) as pending:
+        await submit_pledge(db, live, first, campaign_id, 5, "after-restart")
+    assert pending.value.code == "campaign_rebuilding"
     receipts.append(await pledge_until_answered(db, live, campaign_id, first, 5))
     assert all(receipts)
     rebuilt = await live.snapshot(campaign_id)

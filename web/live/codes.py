@@ -80,6 +80,7 @@ PLEDGE_ERRORS: tuple[tuple[str, int, str], ...] = (
     ("not_allowed_to_pledge", 403, N_("This account may not pledge. Staff accounts and suspended accounts cannot pledge.")),
     ("campaign_not_found", 404, N_("No such group buy.")),
     ("pledge_not_confirmed", 503, N_("Your pledge was not confirmed. Please send the same pledge again.")),
+    ("campaign_rebuilding", 503, N_("This group buy is being restored after a server restart. Please send the same pledge again in a few seconds.")),
 )
 
 CAMPAIGN_ERRORS: tuple[tuple[str, int, str], ...] = (

@@ -19,6 +19,7 @@ from engine.auction.ledger import LedgerConsumer
 from engine.errors import DomainError
 from engine.groupbuy.campaigns import (
     CampaignDraft,
+    CampaignRebuildPending,
     create_campaign,
     load_active_campaigns,
     load_campaign,
@@ -31,6 +32,8 @@ from engine.groupbuy.service import submit_pledge
 from workers.loops import run_campaign_ledger
 
 KST = ZoneInfo("Asia/Seoul")
+# A short rebuild grace, so tests of campaigns Redis lost wait a fraction of a second.
+GRACE_MS = 300
 
 
 async def _draft(market: Market, **changes: Any) -> CampaignDraft:
@@ -64,6 +67,27 @@ async def _forget_in_redis(live: CampaignLive, campaign_id: int) -> None:
         keys.campaign_state(campaign_id), keys.campaign_pledges(campaign_id), keys.campaign_receipts(campaign_id)
     )
     await live.redis.zrem(keys.campaign_deadlines_for(campaign_id), campaign_id)
+
+
+async def _pledge_after_grace(  # type: ignore[no-untyped-def]
+    market: Market, live: CampaignLive, member, campaign_id: int, units: str, client_id: str
+):
+    """Pledge on a campaign Redis lost: the first try only starts the rebuild grace."""
+    live.rebuild_grace_ms = GRACE_MS
+    with pytest.raises(DomainError) as pending:
+        await submit_pledge(market.db, live, member, campaign_id, units, client_id)
+    assert pending.value.code == "campaign_rebuilding"
+    await asyncio.sleep(GRACE_MS / 1000 + 0.1)
+    return await submit_pledge(market.db, live, member, campaign_id, units, client_id)
+
+
+async def _load_after_grace(market: Market, live: CampaignLive, campaign_id: int) -> bool:
+    """Load a campaign Redis lost: the first try only starts the rebuild grace."""
+    live.rebuild_grace_ms = GRACE_MS
+    with pytest.raises(CampaignRebuildPending):
+        await load_campaign(market.db, live, campaign_id)
+    await asyncio.sleep(GRACE_MS / 1000 + 0.1)
+    return await load_campaign(market.db, live, campaign_id)
 
 
 # -- creating -----------------------------------------------------------------------
@@ -303,7 +327,7 @@ async def test_rebuild_after_redis_lost_campaign(market: Market, live: CampaignL
     await _forget_in_redis(live, campaign_id)
     assert await live.snapshot(campaign_id) is None
 
-    retry = await submit_pledge(market.db, live, a, campaign_id, "12", "a1")
+    retry = await _pledge_after_grace(market, live, a, campaign_id, "12", "a1")
     assert retry.accepted
     assert retry.receipt is not None
     assert first.receipt is not None
@@ -337,7 +361,7 @@ async def test_rebuild_holds_when_acknowledged_seq_missing(market: Market, live:
     await _forget_in_redis(live, campaign_id)
     await live.redis.delete(live.keys.campaign_ledger_stream_for(campaign_id))
 
-    outcome = await submit_pledge(market.db, live, member, campaign_id, "5", "c")
+    outcome = await _pledge_after_grace(market, live, member, campaign_id, "5", "c")
     assert outcome.code == "campaign_held"
     row = await market.db.fetchrow("SELECT status, held_reason FROM campaigns WHERE id = $1", campaign_id)
     assert row["status"] == "held"
@@ -354,7 +378,7 @@ async def test_rebuild_of_closing_and_final_campaigns(market: Market, live: Camp
         pass
     await _consumer(market, live).drain()
     await _forget_in_redis(live, campaign_id)
-    assert await load_campaign(market.db, live, campaign_id)
+    assert await _load_after_grace(market, live, campaign_id)
     snapshot = await live.snapshot(campaign_id)
     assert snapshot is not None
     assert snapshot.status == "closing"
@@ -372,14 +396,110 @@ async def test_rebuild_of_closing_and_final_campaigns(market: Market, live: Camp
 
 
 async def test_reload_missing_shards(market: Market, live: CampaignLive) -> None:
-    """Shards without a loaded marker get their active campaigns loaded, once."""
+    """Shards without a loaded marker get their active campaigns loaded once, after the rebuild grace."""
     campaign_id = await _campaign(market, live)
     await _forget_in_redis(live, campaign_id)
+    live.rebuild_grace_ms = GRACE_MS
+    marker = live.keys.campaign_shard_loaded(live.keys.shard_of(campaign_id))
+
+    assert await reload_missing_campaign_shards(market.db, live) == 0
+    assert await live.snapshot(campaign_id) is None
+    assert not await live.redis.exists(marker)
+
+    await asyncio.sleep(GRACE_MS / 1000 + 0.1)
     assert await reload_missing_campaign_shards(market.db, live) >= 1
     assert await live.snapshot(campaign_id) is not None
+    assert await live.redis.exists(marker)
     assert await reload_missing_campaign_shards(market.db, live) == 0
-    assert await load_active_campaigns(market.db, live) == 0
+    assert await load_active_campaigns(market.db, live) == (0, 0)
 
+
+async def test_load_active_campaigns_counts_waiting(market: Market, live: CampaignLive) -> None:
+    """load_active_campaigns counts a campaign Redis lost as waiting, then loads it after the grace."""
+    campaign_id = await _campaign(market, live)
+    await _forget_in_redis(live, campaign_id)
+    live.rebuild_grace_ms = GRACE_MS
+
+    loaded, waiting = await load_active_campaigns(market.db, live)
+    assert waiting >= 1
+    assert await live.snapshot(campaign_id) is None
+
+    await asyncio.sleep(GRACE_MS / 1000 + 0.1)
+    loaded, waiting = await load_active_campaigns(market.db, live)
+    assert loaded >= 1
+    assert await live.snapshot(campaign_id) is not None
+
+
+async def test_load_of_live_campaign_never_holds(market: Market, live: CampaignLive) -> None:
+    """A campaign Redis still has is left alone by a load, even when its ack marks exceed its ledger."""
+    campaign_id = await _campaign(market, live)
+    member = await market.member()
+    await submit_pledge(market.db, live, member, campaign_id, "3", "a")
+    await submit_pledge(market.db, live, member, campaign_id, "4", "b")
+    await live.acks.flush(market.db)  # marks at seq 2, ledger still empty (no consumer ran)
+    assert await market.db.fetchval(
+        "SELECT seq FROM campaign_ack_marks WHERE campaign_id = $1", campaign_id
+    ) == 2
+
+    assert await load_campaign(market.db, live, campaign_id) is False
+
+    assert await market.db.fetchval("SELECT status FROM campaigns WHERE id = $1", campaign_id) == "open"
+    outcome = await submit_pledge(market.db, live, member, campaign_id, "5", "c")
+    assert outcome.accepted, outcome.code
+
+
+async def test_lost_campaign_waits_for_grace(market: Market, live: CampaignLive) -> None:
+    """A lost campaign rejects pledges with campaign_rebuilding until the grace has passed, then accepts them."""
+    campaign_id = await _campaign(market, live)
+    assert await market.db.fetchval(
+        "SELECT live_loaded_at FROM campaigns WHERE id = $1", campaign_id
+    ) is not None
+    member = await market.member()
+    await submit_pledge(market.db, live, member, campaign_id, "3", "a")
+    await _consumer(market, live).drain()
+    await _forget_in_redis(live, campaign_id)
+    live.rebuild_grace_ms = GRACE_MS
+    gate = live.keys.campaign_rebuild_gate(campaign_id)
+
+    for attempt in range(2):
+        with pytest.raises(DomainError) as pending:
+            await submit_pledge(market.db, live, member, campaign_id, "5", "b")
+        assert pending.value.code == "campaign_rebuilding", attempt
+        assert 0 < pending.value.detail["retry_after_ms"] <= GRACE_MS
+    assert await live.redis.exists(gate)
+    assert await live.snapshot(campaign_id) is None
+
+    await asyncio.sleep(GRACE_MS / 1000 + 0.1)
+    outcome = await submit_pledge(market.db, live, member, campaign_id, "5", "b")
+    assert outcome.accepted, outcome.code
+    assert outcome.receipt is not None
+    assert outcome.receipt.seq == 2
+    assert outcome.receipt.committed_units == 5
+    assert not await live.redis.exists(gate)
+    assert await market.db.fetchval("SELECT status FROM campaigns WHERE id = $1", campaign_id) == "open"
+
+
+async def test_lost_campaign_held_after_grace(market: Market, live: CampaignLive) -> None:
+    """A lost campaign acknowledged beyond its ledger stays open while waiting, then is rebuilt held."""
+    campaign_id = await _campaign(market, live)
+    member = await market.member()
+    await submit_pledge(market.db, live, member, campaign_id, "3", "a")
+    await submit_pledge(market.db, live, member, campaign_id, "4", "b")
+    await live.acks.flush(market.db)  # marks at seq 2, ledger empty: the consumer never ran
+    await _forget_in_redis(live, campaign_id)
+    await live.redis.delete(live.keys.campaign_ledger_stream_for(campaign_id))
+    live.rebuild_grace_ms = GRACE_MS
+
+    with pytest.raises(DomainError) as pending:
+        await submit_pledge(market.db, live, member, campaign_id, "5", "c")
+    assert pending.value.code == "campaign_rebuilding"
+    assert await market.db.fetchval("SELECT status FROM campaigns WHERE id = $1", campaign_id) == "open"
+
+    await asyncio.sleep(GRACE_MS / 1000 + 0.1)
+    outcome = await submit_pledge(market.db, live, member, campaign_id, "5", "c")
+    assert not outcome.accepted
+    assert outcome.code == "campaign_held"
+    assert await market.db.fetchval("SELECT status FROM campaigns WHERE id = $1", campaign_id) == "held"
 
 
 async def test_worker_campaign_ledger_loop(market: Market, live: CampaignLive) -> None:
