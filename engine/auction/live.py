@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from engine.auction.acks import AckMarks
 from engine.auction.batching import Script, ScriptBatcher
-from engine.auction.rules import DEFAULT_INCREMENTS
+from engine.auction.rules import DEFAULT_INCREMENTS, increment_for, validate_increments
 from engine.keys import Keys
 
 _LUA_DIR = Path(__file__).parent / "lua"
@@ -29,7 +29,7 @@ ADMIN_SCRIPT = Script((_LUA_DIR / "admin.lua").read_text(encoding="utf-8"))
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What every watcher of a lot may see (the leader's id is for private notices only)."""
+    """Public state of a lot for every watcher (the leader's id is for private notices only)."""
 
     lot_id: int
     seq: int
@@ -80,7 +80,7 @@ class Receipt:
 
 @dataclass(frozen=True)
 class BidOutcome:
-    """The answer to a bid: a receipt when accepted, else a rejection code."""
+    """Result of a bid: a receipt when accepted, else a rejection code."""
 
     accepted: bool
     code: str
@@ -90,7 +90,7 @@ class BidOutcome:
 
 @dataclass(frozen=True)
 class LotLoad:
-    """What `AuctionLive.load` needs to put a lot into Redis (from PostgreSQL)."""
+    """Input of `AuctionLive.load`: a lot's terms and state, read from PostgreSQL."""
 
     lot_id: int
     supplier_id: int
@@ -112,8 +112,12 @@ class LotLoad:
     bid_count: int = 0
     current_end_at: datetime | None = None
     bidders: dict[int, int] | None = None
-    # "user_id:client_id" -> receipt dict, so retries after a rebuild get their first answer
+    # "user_id:client_id" -> receipt dict, so retries after a rebuild get their first receipt
     receipts: dict[str, dict[str, Any]] | None = None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _ms(moment: datetime) -> int:
@@ -187,15 +191,13 @@ class AuctionLive:
 
     async def snapshot(self, lot_id: int) -> Snapshot | None:
         """Read a lot's snapshot; None when the lot is not in Redis."""
-        from engine.auction.rules import increment_for, validate_increments
-
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.lot_state(lot_id))
         pipe.time()
         raw, (seconds, micros) = await pipe.execute()
         if not raw:
             return None
-        s = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v for k, v in raw.items()}
+        s = {_text(name): _text(value) for name, value in raw.items()}
         bid_count, price, reserve, buy_now = int(s["bid_count"]), int(s["price"]), int(s["reserve"]), int(s["buy_now"])
         table = validate_increments(
             [tuple(int(x) for x in band.split(":")) for band in s["inc"].split(",")]

@@ -96,7 +96,7 @@ def increment_for(amount_won: int, table: Sequence[tuple[int, int]] = DEFAULT_IN
 
 @dataclass(frozen=True)
 class LotTerms:
-    """What a lot was created with; fixed while it runs."""
+    """Terms a lot was created with; fixed while it runs."""
 
     lot_id: int
     supplier_id: int
@@ -139,7 +139,7 @@ class BidDecision:
 
 
 def reserve_met(terms: LotTerms, state: LotState) -> bool | None:
-    """None when the lot has no reserve, else whether the price has reached it."""
+    """Return None when the lot has no reserve, else whether the price has reached it."""
     if terms.reserve_won is None:
         return None
     return state.bid_count > 0 and state.price_won >= terms.reserve_won
