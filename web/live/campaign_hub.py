@@ -12,7 +12,8 @@ watching that campaign on this process. As on lot pages:
   minimum or the status changes, never for every unit, and is coalesced too;
 - the member's own pledge is pushed only to that member's sockets. The event's
   `user_id` picks the recipients and is never sent to a browser;
-- a watcher that has `max_pending` messages waiting is closed with 1013.
+- a watcher that stopped reading and has more than `max_pending_chars` of text
+  waiting is closed with 1013.
 
 The socket only pushes. Pledges go over HTTP, so nothing typed while offline is
 replayed later at a price the member never saw.
@@ -253,7 +254,6 @@ async def campaign_socket(websocket: WebSocket) -> None:
             else:
                 text, seq = found
                 watcher.prime(text, {campaign_id: seq})
-                watcher.start()
 
         max_frame_bytes = settings.max_ws_frame_bytes
         while True:

@@ -154,7 +154,6 @@ async def roster_socket(websocket: WebSocket) -> None:
             watcher.close(CLOSE_INTERNAL_ERROR, "try again")
         else:
             watcher.prime(text or "", {})
-            watcher.start()
         max_frame_bytes = app.state.settings.max_ws_frame_bytes
         while True:
             message = await websocket.receive()

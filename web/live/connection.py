@@ -1,9 +1,14 @@
-"""One websocket watcher: a small bounded outbox and the writer task that drains it.
+"""One websocket watcher: a small bounded outbox, flushed once per event-loop pass.
 
-The hub hands every message to `Watcher.offer`, which never awaits: it only puts
-the message into the outbox and wakes the writer. The writer sends whatever is
-pending as one websocket message, so a connection that is slower than the event
-rate receives fewer, larger messages instead of falling behind.
+The hub hands every message to `Watcher.offer`, which never awaits: it puts the
+message into the outbox and marks the watcher for the next flush. One callback per
+event-loop pass flushes every marked watcher: it sends whatever is pending as one
+websocket message, started eagerly (`web.live.eager`), so a send to a connection
+whose transport accepts it finishes in the call, with no task per watcher. Only a
+send that must wait (the client does not read, its buffer is full) continues in a
+task, and the watcher's outbox fills meanwhile. So a connection that is slower than
+the event rate receives fewer, larger messages instead of falling behind, and the
+others never wait for it.
 
 Messages come in two kinds:
 
@@ -24,10 +29,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from web.live.eager import start_eagerly
 
 log = logging.getLogger("jangteo.web.live")
 
@@ -39,6 +47,9 @@ CLOSE_SERVICE_RESTART = 1012
 CLOSE_TRY_AGAIN_LATER = 1013
 
 _unique_keys = itertools.count()
+
+# What a send raises when the client is gone (Starlette, uvicorn, the transport).
+_SEND_ERRORS = (WebSocketDisconnect, RuntimeError, OSError)
 
 
 @dataclass(frozen=True)
@@ -75,30 +86,30 @@ class Watcher:
         self.closed = False
         self.close_code: int | None = None
         self._pending: dict[object, Outgoing] = {}
-        self._wakeup = asyncio.Event()
-        self._primed = False
-        self._writer: asyncio.Task[None] | None = None
+        self._sending: asyncio.Task[None] | None = None  # a send that had to wait
         self._closer: asyncio.Task[None] | None = None
+        self._flusher: _Flusher | None = None  # set by prime()
 
     # -- the hub's side (never awaits) -----------------------------------------------
 
-    def offer(self, item: Outgoing) -> bool:
-        """Queue `item`; return False when the outbox is full (the caller closes us)."""
+    def offer(self, *items: Outgoing) -> bool:
+        """Queue `items` for one message; return False when the outbox is full (the caller closes us)."""
         if self.closed:
             return True
-        key = item.coalesce_key
-        if key is not None and key in self._pending:
-            # Replacing in place keeps the older position: the regions a state message
-            # swaps are independent of the rows and notices queued around it.
-            self._pending[key] = item
-        else:
+        for item in items:
+            key = item.coalesce_key
+            if key is not None and key in self._pending:
+                # Replacing in place keeps the older position: the regions a state message
+                # swaps are independent of the rows and notices queued around it.
+                self._pending[key] = item
+                continue
             if len(self._pending) >= self.max_pending:
                 self._merge_unkeyed()
             self._pending[key if key is not None else ("unique", next(_unique_keys))] = item
-            if sum(len(pending.text) for pending in self._pending.values()) > self.max_pending_chars:
-                return False
-        if self._primed:
-            self._wakeup.set()
+        if sum(len(pending.text) for pending in self._pending.values()) > self.max_pending_chars:
+            return False
+        if self._flusher is not None and self._sending is None:
+            self._flusher.mark(self)
         return True
 
     def _merge_unkeyed(self) -> None:
@@ -123,7 +134,7 @@ class Watcher:
         self._pending[first_key] = merged
 
     def prime(self, text: str, seqs: Mapping[int, int]) -> None:
-        """Put the connect snapshot first and drop queued items it already covers.
+        """Put the connect snapshot first, drop queued items it already covers, start sending.
 
         The watcher is registered before the snapshot is read, so events published in
         between are queued. Those with a sequence number at or below the snapshot's
@@ -135,11 +146,8 @@ class Watcher:
             if item.seq > seqs.get(item.lot_id, -1)
         }
         self._pending = {("snapshot", next(_unique_keys)): Outgoing(text, -1, 0), **kept}
-        self._primed = True
-        self._wakeup.set()
-
-    def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{id(self):x}")
+        self._flusher = _flusher_of(asyncio.get_running_loop())
+        self._flusher.mark(self)
 
     def close(self, code: int, reason: str = "") -> None:
         """Stop writing and close the socket with `code`, without waiting for the client."""
@@ -148,39 +156,62 @@ class Watcher:
         self.closed = True
         self.close_code = code
         self._pending.clear()
-        if self._writer is not None:
-            self._writer.cancel()
+        if self._sending is not None:
+            self._sending.cancel()
         self._closer = asyncio.create_task(self._close_socket(code, reason), name=f"ws-close-{id(self):x}")
+
+    # -- sending ---------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Send everything pending as one message, unless a send is still waiting."""
+        if self.closed or self._sending is not None or not self._pending:
+            return
+        batch, self._pending = self._pending, {}
+        # One websocket message per flush: the htmx ws extension swaps every top-level
+        # element of a message. Fragments must not start with table parts (<tr>,
+        # <tbody>), which the HTML parser drops outside a table.
+        text = "".join([item.text for item in batch.values()])
+        try:
+            task = start_eagerly(self.websocket.send_text(text))
+        except _SEND_ERRORS as error:
+            self._send_failed(error)
+            return
+        if task is not None:
+            self._sending = task
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending = None
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            if not isinstance(error, _SEND_ERRORS):
+                log.error("ws send failed error=%s", type(error).__name__)
+            self._send_failed(error)
+        elif self._pending and self._flusher is not None:
+            self._flusher.mark(self)
+
+    def _send_failed(self, error: BaseException) -> None:
+        # The client went away mid-send. The receive loop gets the disconnect.
+        log.debug("ws send stopped error=%s", type(error).__name__)
+        self.closed = True
+        self._pending.clear()
 
     # -- the connection's side -------------------------------------------------------
 
     async def stop(self) -> None:
-        """Cancel the writer (the connection ended) and wait for it and any close in flight."""
+        """Stop sending (the connection ended) and wait for a send or close in flight."""
         self.closed = True
-        tasks = [task for task in (self._writer, self._closer) if task is not None]
-        if self._writer is not None:
-            self._writer.cancel()
+        self._pending.clear()
+        tasks = [task for task in (self._sending, self._closer) if task is not None]
+        if self._sending is not None:
+            self._sending.cancel()
         for task in tasks:
             try:
                 await task
             except asyncio.CancelledError:
                 pass
-
-    async def _write_loop(self) -> None:
-        try:
-            while not self.closed:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                if not self._pending:
-                    continue
-                batch, self._pending = self._pending, {}
-                # One websocket message per wake-up: the htmx ws extension swaps every
-                # top-level element of a message. Fragments must not start with table
-                # parts (<tr>, <tbody>), which the HTML parser drops outside a table.
-                await self.websocket.send_text("".join(item.text for item in batch.values()))
-        except (WebSocketDisconnect, RuntimeError, OSError) as error:
-            # The client went away mid-send. The receive loop gets the disconnect.
-            log.debug("ws send stopped error=%s", type(error).__name__)
 
     async def _close_socket(self, code: int, reason: str) -> None:
         try:
@@ -190,3 +221,37 @@ class Watcher:
             await self.websocket.close(code, reason)
         except (RuntimeError, OSError, WebSocketDisconnect) as error:
             log.debug("ws close failed code=%s error=%s", code, type(error).__name__)
+
+
+class _Flusher:
+    """The watchers of one event loop that have something to send, flushed in one callback."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._marked: dict[Watcher, None] = {}
+        self._scheduled = False
+
+    def mark(self, watcher: Watcher) -> None:
+        self._marked[watcher] = None
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        marked, self._marked = self._marked, {}
+        self._scheduled = False
+        for watcher in marked:
+            try:
+                watcher.flush()
+            except Exception:  # one watcher's failure must not stop the others' messages
+                log.exception("ws flush failed")
+
+
+_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = weakref.WeakKeyDictionary()
+
+
+def _flusher_of(loop: asyncio.AbstractEventLoop) -> _Flusher:
+    flusher = _flushers.get(loop)
+    if flusher is None:
+        flusher = _flushers[loop] = _Flusher(loop)
+    return flusher

@@ -13,13 +13,16 @@ ids never leave the server.
 
 Under load:
 
-- `Watcher.offer` never awaits, so the fan-out loop never waits for a client. Each
-  watcher's writer task sends what is pending as one message.
+- `Watcher.offer` never awaits, so the fan-out loop never waits for a client. At
+  the end of the event-loop pass, what each watcher has pending goes out as one
+  message (see `web.live.connection`); a send finishes in that call unless the
+  client stopped reading.
 - The public state of a lot is coalesced per watcher: a watcher that is behind
   gets only the newest state. History rows, private notices and close results
-  are never dropped; a watcher with `max_pending` of them waiting is a slow
-  consumer and is closed with 1013 (try again later). It reconnects and gets a
-  full snapshot, and the others never notice it.
+  are never dropped; they are merged while a watcher is behind, and a watcher
+  with more than `max_pending_chars` of text waiting is a slow consumer and is
+  closed with 1013 (try again later). It reconnects and gets a full snapshot,
+  and the others never notice it.
 - Text is encoded by the server once per connection (ASGI has no pre-encoded
   frames, unlike `websockets.broadcast`). Rendering happens once per event and
   locale, not per connection.
@@ -209,8 +212,8 @@ class LiveHub:
         self.unregister(watcher)
         watcher.close(CLOSE_TRY_AGAIN_LATER, "too slow, reconnect")
 
-    def _offer(self, watcher: Watcher, item: Outgoing) -> None:
-        if not watcher.offer(item):
+    def _offer(self, watcher: Watcher, *items: Outgoing) -> None:
+        if not watcher.offer(*items):
             self._cut(watcher)
 
     # -- snapshots -------------------------------------------------------------------
@@ -426,14 +429,14 @@ class LiveHub:
                         Outgoing(renderer.history(lot_id, full_history, locale), lot_id, seq, ("history", lot_id))
                     )
                 public[locale] = items
-            for item in public[locale]:
-                self._offer(watcher, item)
             if watcher.user_id in recipients and not watcher.closed:
                 notice = recipients[watcher.user_id]
                 key = (notice, locale)
                 if key not in notices:
                     notices[key] = renderer.notice(lot_id, notice, locale)
-                self._offer(watcher, Outgoing(notices[key], lot_id, seq))
+                self._offer(watcher, *public[locale], Outgoing(notices[key], lot_id, seq))
+            else:
+                self._offer(watcher, *public[locale])
 
 
 def _lot_of(data: bytes | str) -> str:

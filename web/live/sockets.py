@@ -65,7 +65,6 @@ async def _serve(websocket: WebSocket, *, lot_id: int | None, staff: bool, user_
             watcher.close(CLOSE_INTERNAL_ERROR, "try again")
         else:
             watcher.prime(text, seqs)
-            watcher.start()
         await _read_until_closed(websocket, watcher, settings.max_ws_frame_bytes)
     finally:
         hub.unregister(watcher)
