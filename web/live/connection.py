@@ -106,11 +106,12 @@ class Watcher:
             if len(self._pending) >= self.max_pending:
                 self._merge_unkeyed()
             self._pending[key if key is not None else ("unique", next(_unique_keys))] = item
-        if sum(len(pending.text) for pending in self._pending.values()) > self.max_pending_chars:
-            return False
         if self._flusher is not None and self._sending is None:
+            # Sent at the end of this event-loop pass: the outbox cannot grow further.
             self._flusher.mark(self)
-        return True
+            return True
+        # Not primed yet, or a send waits for the client: the outbox grows, within limits.
+        return sum(len(pending.text) for pending in self._pending.values()) <= self.max_pending_chars
 
     def _merge_unkeyed(self) -> None:
         """Merge the pending messages that have no coalesce key into one, in their order.
@@ -172,7 +173,7 @@ class Watcher:
         # <tbody>), which the HTML parser drops outside a table.
         text = "".join([item.text for item in batch.values()])
         try:
-            task = start_eagerly(self.websocket.send_text(text))
+            task = start_eagerly(self.websocket.send({"type": "websocket.send", "text": text}))
         except _SEND_ERRORS as error:
             self._send_failed(error)
             return
