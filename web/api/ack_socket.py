@@ -1,0 +1,159 @@
+"""The protocol `/ws/bids` and `/ws/pledges` share: a checked handshake, a hello, then one ack per command.
+
+An API client that sends many commands opens one socket instead of one HTTP
+request per command. Each route passes its commands (one coroutine per message
+type) to `serve_ack_socket`, which runs the protocol (JSON text frames):
+
+1. The handshake needs an allowed Origin and the cookie of a signed-in, active
+   session. Otherwise the socket is closed with 1008 before it is accepted, which
+   the client sees as HTTP 403.
+2. The first message must be `{"type": "hello", "csrf_token": T}` with the
+   session's CSRF token (as in `X-CSRF-Token`). The reply is `{"type": "ready"}`.
+   A missing or wrong token gets a `csrf_failed` error and a 1008 close.
+3. Each later message is one command, answered in order by
+   `{"type": "ack", "client_id": C, "accepted": true, ...}` with the fields the
+   command returns, or by `{"type": "ack", "client_id": C, "accepted": false,
+   "error": {...}}` with the `ApiError` body the matching HTTP route sends. `C` is
+   the message's `client_id`, or null when it has none. A binary frame, or a text
+   frame that is not a JSON object with a known `type`, is answered
+   `{"type": "error", "error": {...}}` (`invalid_json`), and the socket stays open.
+   A frame over `max_ws_frame_bytes` closes the socket with 1009.
+
+Messages of one socket are handled one at a time, in order. The session and its
+user are read at the handshake. Before each command the socket checks that the
+session still exists (one batched EXISTS): once the session was revoked
+(suspension, role change) or ended by a logout, the next command is answered with
+an `{"type": "error"}` message of code `not_authenticated`, and the socket is
+closed with 1008.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from web.errors import ApiError
+from web.security import origin_allowed
+
+log = logging.getLogger("jangteo.web.ack_socket")
+
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_MESSAGE_TOO_BIG = 1009
+
+# A command gets the socket and the parsed message. It returns the fields of an
+# accepted ack, or raises ApiError to reject the command.
+Command = Callable[[WebSocket, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def serve_ack_socket(websocket: WebSocket, commands: Mapping[str, Command], *, expected: str) -> None:
+    """Run the protocol on `websocket` until the client leaves.
+
+    `expected` names the accepted message types in the `invalid_json` error's detail.
+    """
+    state = websocket.scope.get("state", {})
+    settings = websocket.app.state.settings
+    user = state.get("user")
+    reason = _handshake_rejection(websocket, user)
+    if reason is not None:
+        log.info("ws rejected path=%s reason=%s", websocket.url.path, reason)
+        await websocket.close(CLOSE_POLICY_VIOLATION)
+        return
+    await websocket.accept()
+    try:
+        if not await _hello(websocket, state.get("session")):
+            return
+        while True:
+            text = await _receive_text(websocket)
+            if text is None:
+                await _send_error(websocket, ApiError("invalid_json", expected="a text frame"))
+                continue
+            if len(text) > settings.max_ws_frame_bytes:
+                await websocket.close(CLOSE_MESSAGE_TOO_BIG)
+                return
+            if not await _session_alive(websocket, state.get("session")):
+                await _send_error(websocket, ApiError("not_authenticated"))
+                await websocket.close(CLOSE_POLICY_VIOLATION)
+                return
+            reply = await _answer(websocket, text, commands, expected)
+            await websocket.send_text(reply.decode())
+    except WebSocketDisconnect:
+        return
+
+
+def _handshake_rejection(websocket: WebSocket, user: Any) -> str | None:
+    """Return why the handshake is rejected, or None to accept it."""
+    if not origin_allowed(websocket.headers, websocket.app.state.settings):
+        return "origin"
+    if user is None:
+        return "not_authenticated"
+    if not user.is_active:
+        return "account_suspended"
+    return None
+
+
+async def _hello(websocket: WebSocket, session: Any) -> bool:
+    """Check the first message's CSRF token against the session's, and close with 1008 when it does not match."""
+    text = await _receive_text(websocket)
+    message = _parse_message(text) if text is not None else None
+    expected = session.data.get("csrf") if session is not None else None
+    token = message.get("csrf_token") if message is not None and message.get("type") == "hello" else None
+    if not expected or not isinstance(token, str) or not hmac.compare_digest(token, expected):
+        await _send_error(websocket, ApiError("csrf_failed"))
+        await websocket.close(CLOSE_POLICY_VIOLATION)
+        return False
+    await websocket.send_text('{"type":"ready"}')
+    return True
+
+
+async def _session_alive(websocket: WebSocket, session: Any) -> bool:
+    """Return whether the socket's session still exists in Redis (one batched EXISTS per command)."""
+    if session is None or session.id is None:
+        return False
+    app_state = websocket.app.state
+    try:
+        return bool(await app_state.batcher.command("EXISTS", app_state.keys.session(session.id)))
+    except RedisError:
+        # The command itself needs Redis too, and reports Redis being unreachable in its own ack.
+        return True
+
+
+async def _answer(websocket: WebSocket, text: str, commands: Mapping[str, Command], expected: str) -> bytes:
+    message = _parse_message(text)
+    kind = message.get("type") if message is not None else None
+    command = commands.get(kind) if isinstance(kind, str) else None
+    if message is None or command is None:
+        return orjson.dumps({"type": "error", **ApiError("invalid_json", expected=expected).to_json()})
+    client_id = message.get("client_id")
+    try:
+        fields = await command(websocket, message)
+    except ApiError as error:
+        return orjson.dumps({"type": "ack", "client_id": client_id, "accepted": False, **error.to_json()})
+    return orjson.dumps({"type": "ack", "client_id": client_id, "accepted": True, **fields})
+
+
+async def _send_error(websocket: WebSocket, error: ApiError) -> None:
+    await websocket.send_text(orjson.dumps({"type": "error", **error.to_json()}).decode())
+
+
+async def _receive_text(websocket: WebSocket) -> str | None:
+    """Return the next text frame, or None for a binary frame; raise WebSocketDisconnect on close."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text = message.get("text")
+    return text if isinstance(text, str) else None
+
+
+def _parse_message(text: str) -> dict[str, Any] | None:
+    """Return the JSON object in `text`, or None when it is not valid JSON or not an object."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
