@@ -18,7 +18,7 @@ from engine.config import PROJECT_ROOT, Settings, get_settings
 from engine.db.migrate import apply_migrations
 from engine.db.pool import create_pool
 from engine.keys import Keys
-from web.api import api_routes, ws_bids
+from web.api import api_routes, ws_bids, ws_pledges
 from web.csrf import CSRFMiddleware
 from web.errors import EXCEPTION_HANDLERS
 from web.i18n import LocaleMiddleware, ensure_compiled
@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Middleware(CSRFMiddleware, exempt_prefixes=CSRF_EXEMPT_PREFIXES),
     ]
     app = Starlette(
-        routes=[*page_routes(), *ws_bids.routes, Mount("/api/v1", routes=api_routes()), *static_routes()],
+        routes=[*page_routes(), *ws_bids.routes, *ws_pledges.routes, Mount("/api/v1", routes=api_routes()), *static_routes()],
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

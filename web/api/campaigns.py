@@ -176,7 +176,7 @@ def campaign_json(view: CampaignView, snapshot: CampaignSnapshot | None) -> dict
     }
 
 
-def _accepted_json(accepted: PledgeAccepted) -> dict[str, Any]:
+def pledge_accepted_json(accepted: PledgeAccepted) -> dict[str, Any]:
     snapshot = accepted.snapshot
     pay_at_most = accepted.receipt.units * snapshot.at_most_price_won if snapshot else None
     return {
@@ -251,7 +251,7 @@ async def get_my_pledge(request: Request) -> JSONResponse:
 async def post_pledge(request: Request) -> JSONResponse:
     data = await read_json(request)
     accepted = await place_pledge(request, _campaign_id(request), data.get("units"), data.get("client_id"))
-    return json_response(_accepted_json(accepted), 201)
+    return json_response(pledge_accepted_json(accepted), 201)
 
 
 @routes.route("DELETE", "/campaigns/{campaign_id}/pledges/mine",
@@ -262,7 +262,7 @@ async def delete_my_pledge(request: Request) -> JSONResponse:
     # and sending it again is rejected with `no_pledge` instead of a second receipt.
     data = await read_json(request) if await request.body() else {"client_id": secrets.token_urlsafe(16)}
     accepted = await place_pledge(request, _campaign_id(request), 0, data.get("client_id"))
-    return json_response(_accepted_json(accepted))
+    return json_response(pledge_accepted_json(accepted))
 
 
 # -- creation ------------------------------------------------------------------------
