@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     mail_from: str = "광산구 장터 <no-reply@jangteo.local>"
     payment_due_s: int = 48 * 3600
     ledger_gap_grace_s: int = 30
+    # Stored Idempotency-Key results are kept at least this long (then purged by the worker).
+    idempotency_retention_s: int = 24 * 3600
 
     # Login attempts per (client address, email), and per client address over all
     # emails, so one address cannot try a password against many accounts.

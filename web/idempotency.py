@@ -21,7 +21,9 @@ login), run as before. `ApiRoutes.route` applies `idempotent` to every unsafe AP
 route except those that opt out (bids carry their own client id, and the session
 routes set cookies that a stored response could not repeat).
 
-NOTE: stored keys are never deleted yet; a cleanup of old rows is still to be added.
+Stored keys are kept for `Settings.idempotency_retention_s` (24 hours by default).
+The worker deletes older ones every few minutes (`engine.housekeeping`), after which
+the same key runs the request again.
 """
 
 from __future__ import annotations

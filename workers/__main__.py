@@ -1,4 +1,4 @@
-"""`python -m workers`: run the ledger consumer, closer, mail sender and order canceller.
+"""`python -m workers`: run the ledger consumers, closers, mail sender, cancellers and purges.
 
 Reads the settings from the environment (`DATABASE_URL`, `REDIS_URL`, `SMTP_URL`,
 `REDIS_PREFIX`, ...), applies migrations, loads the active lots into Redis, then runs
@@ -22,6 +22,7 @@ from engine.config import Settings, get_settings
 from engine.db import apply_migrations, create_pool
 from engine.groupbuy.campaigns import load_active_campaigns, reload_missing_campaign_shards
 from engine.groupbuy.live import CampaignLive
+from engine.housekeeping import purge_idempotency_keys
 from engine.keys import Keys
 from engine.outbox import OutboxSender
 from workers.campaigns import CampaignCloser, CampaignOrderCanceller, HoldExpirer
@@ -33,6 +34,7 @@ CLOSE_INTERVAL_S = 0.25
 CANCEL_INTERVAL_S = 30.0
 HOLD_EXPIRY_INTERVAL_S = 5.0
 COMPLEX_CLOSE_INTERVAL_S = 1.0
+PURGE_INTERVAL_S = 600.0
 
 
 def configure_logging() -> None:
@@ -103,6 +105,8 @@ async def run(settings: Settings) -> None:
             run_every("campaign_closer", CLOSE_INTERVAL_S, stop, campaign_closer.round),
             run_every("campaign_holds", HOLD_EXPIRY_INTERVAL_S, stop, hold_expirer.round),
             run_every("campaign_unpaid_orders", CANCEL_INTERVAL_S, stop, campaign_canceller.round),
+            run_every("idempotency_keys", PURGE_INTERVAL_S, stop,
+                      lambda: purge_idempotency_keys(db, retention_s=settings.idempotency_retention_s)),
         )
     finally:
         await redis.aclose()
