@@ -6,7 +6,8 @@ Origin), and the switches of the speed-up comparisons:
   one pipeline per event-loop pass;
 - BENCH_NO_HIREDIS=1: redis-py parses replies in Python (hiredis hidden from import).
 
-The bid benchmark bids through `/ws/bids` (`web/api/ws_bids.py`), which
+The bid benchmark bids through `/ws/bids` (`web/api/ws_bids.py`) and the pledge
+benchmark pledges through `/ws/pledges` (`web/api/ws_pledges.py`), which
 `create_app` registers like any other route.
 
 Run: `uvicorn --factory bench.jangteo_server:create_bench_app`.

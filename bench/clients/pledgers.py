@@ -1,13 +1,15 @@
-"""Closed-loop HTTP pledgers: each sends a pledge, waits for the response, sends the next.
+"""Closed-loop websocket pledgers: each sends a pledge, waits for its ack, sends the next.
 
-Every pledger keeps one keep-alive connection (`httplite`). Protocols:
-- `jangteo`: `POST /api/v1/campaigns/{id}/pledges` of the web app with the member's
-  session cookie and CSRF token; an accepted pledge is answered with 201;
-- `bare`: `POST /pledge/{id}?user=U` of `bench/baselines/starlette_pledge.py`, which
-  answers with pledge.lua's raw reply (`"ok":true` when accepted).
+Every pledger keeps one websocket (`wslite`). Both targets get the same messages
+`{"type": "pledge", "campaign_id", "units", "client_id"}`. Protocols:
+- `jangteo`: `/ws/pledges` of the web app (`web/api/ws_pledges.py`) with the
+  member's session cookie and Origin, a hello message with the CSRF token, then
+  pledges, each acknowledged by `{"type": "ack", "accepted": ...}`;
+- `bare`: `/ws/pledge?user=U` of `bench/baselines/starlette_pledge.py`, which
+  answers each message with pledge.lua's raw reply (`"ok":true` when accepted).
 
 Each pledger alternates its total on each campaign between 1 and 2 units, so every
-pledge changes the total. A pledge counts when its response arrives inside the
+pledge changes the total. A pledge counts when its ack arrives inside the
 measuring window. Prints one JSON line: accepted and answered counts, accepted
 pledges/s and the acknowledgement latency.
 """
@@ -26,8 +28,8 @@ import orjson
 import uvloop
 
 from bench.campaignload import next_units
-from bench.clients.bidders import Measurement
-from bench.clients.httplite import open_connection, request_head
+from bench.clients.bidders import ACCEPTED_MARKERS, Measurement
+from bench.clients.wslite import connect
 from bench.stats import latency_summary_ms
 
 # Client ids must differ between runs on the same campaigns, or the script rejects them as `client_id_reused`.
@@ -38,12 +40,35 @@ async def run_pledger(
     args: argparse.Namespace, index: int, identity: dict, campaign_ids: list[int],
     measurement: Measurement, ready: asyncio.Event, go: asyncio.Event,
 ) -> None:
-    connection = await open_connection(args.host, args.port)
-    host = f"{args.host}:{args.port}"
-    headers = {"Content-Type": "application/json", "Origin": args.origin}
+    loop = asyncio.get_running_loop()
+    reply_future: asyncio.Future[tuple[bytes, int]] | None = None
+
+    def on_message(payload: bytes, arrival_ns: int) -> None:
+        if reply_future is not None and not reply_future.done():
+            reply_future.set_result((payload, arrival_ns))
+
+    def on_closed(closed: asyncio.Future[None]) -> None:
+        # Fails the pledge in flight at once instead of after the 30 s timeout.
+        if reply_future is not None and not reply_future.done():
+            reply_future.set_exception(closed_error())
+
+    def closed_error() -> ConnectionError:
+        return ConnectionError(f"server closed the socket of pledger {index} with code {socket.close_code}")
+
+    headers = {"Origin": args.origin}
+    path = args.path
     if args.protocol == "jangteo":
         headers["Cookie"] = f"jt_session={identity['session_id']}"
-        headers["X-CSRF-Token"] = identity["csrf_token"]
+    else:
+        path = f"{path}?user={identity['user_id']}"
+    socket = await connect(args.host, args.port, path, headers=headers, on_message=on_message)
+    socket.closed.add_done_callback(on_closed)
+    if args.protocol == "jangteo":
+        reply_future = loop.create_future()
+        socket.send_text(orjson.dumps({"type": "hello", "csrf_token": identity["csrf_token"]}))
+        payload, _ = await asyncio.wait_for(reply_future, 30)
+        if b'"ready"' not in payload:
+            raise RuntimeError(f"pledge socket of pledger {index} was not accepted: {payload!r}")
     ready.set()
     await go.wait()
     rng = random.Random(index)
@@ -53,21 +78,20 @@ async def run_pledger(
         campaign_id = campaign_ids[0] if len(campaign_ids) == 1 else rng.choice(campaign_ids)
         units = next_units(totals[campaign_id])
         sequence += 1
-        body = orjson.dumps({"units": units, "client_id": f"{RUN_TAG}u{identity['user_id']}x{sequence}"})
-        if args.protocol == "jangteo":
-            path = f"/api/v1/campaigns/{campaign_id}/pledges"
-        else:
-            path = f"/pledge/{campaign_id}?user={identity['user_id']}"
-        head = request_head("POST", path, host, headers, len(body))
+        message = orjson.dumps({
+            "type": "pledge", "campaign_id": campaign_id, "units": units,
+            "client_id": f"{RUN_TAG}u{identity['user_id']}x{sequence}",
+        })
+        if socket.closed.done():
+            raise closed_error()
+        reply_future = loop.create_future()
         sent_ns = time.monotonic_ns()
-        status, reply, arrival_ns = await asyncio.wait_for(connection.request(head, body), 30)
-        accepted = status == 201 if args.protocol == "jangteo" else b'"ok":true' in reply
-        if accepted:
+        socket.send_text(message)
+        payload, arrival_ns = await asyncio.wait_for(reply_future, 30)
+        if any(marker in payload for marker in ACCEPTED_MARKERS):
             totals[campaign_id] = units
-        # Measurement.record looks for an accepted marker in the reply.
-        measurement.record(sent_ns, arrival_ns, b'"ok":true' if accepted else reply)
-    assert connection.transport is not None
-    connection.transport.close()
+        measurement.record(sent_ns, arrival_ns, payload)
+    socket.close()
 
 
 async def main(args: argparse.Namespace) -> dict:
@@ -116,13 +140,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", default="/ws/pledge", help="websocket path: /ws/pledges for jangteo, /ws/pledge for bare")
     parser.add_argument("--protocol", choices=("jangteo", "bare"), required=True)
     parser.add_argument("--identities", required=True, help="JSON file: list of {user_id, session_id, csrf_token}")
-    parser.add_argument("--pledgers", type=int, default=100, help="concurrent pledgers, one connection each")
+    parser.add_argument("--pledgers", type=int, default=100, help="concurrent pledgers, one websocket each")
     parser.add_argument("--campaigns", default="1:1", help="FIRST_ID:COUNT of the campaigns pledged on, chosen at random per pledge")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of pledging before the window (s)")
     parser.add_argument("--duration", type=float, default=10.0, help="length of the measuring window (s)")
-    parser.add_argument("--origin", required=True, help="Origin header sent with every request")
+    parser.add_argument("--origin", required=True, help="Origin header sent on the handshake")
     return parser.parse_args(argv)
 
 

@@ -1,17 +1,17 @@
-"""The pledge path: 100 closed-loop HTTP pledgers against one server process.
+"""The pledge path: 100 closed-loop websocket pledgers against one server process.
 
 Targets:
 - `bare`: baseline (b), `bench/baselines/starlette_pledge.py` (one EVALSHA of
-  pledge.lua per request);
-- `jangteo`: the web app (`bench/jangteo_server.py`) with its pledge route
-  `POST /api/v1/campaigns/{id}/pledges`: session, CSRF check, rate limit, the
+  pledge.lua per message on `/ws/pledge`);
+- `jangteo`: the web app (`bench/jangteo_server.py`) with `/ws/pledges`, which runs
+  the HTTP pledge route's code per message: session still alive, rate limit, the
   engine's checks, pledge.lua through `ScriptBatcher`, the up-front payment lookup
-  for pledges that add units, and the receipt as JSON.
+  for pledges that add units, and the receipt in a JSON ack.
 
-Pledges go over HTTP with keep-alive connections because the pages and the API
-pledge over HTTP. Every run pledges on campaigns of its own, created fresh in
-PostgreSQL and Redis. CPU seconds of the server, the client and Redis are recorded
-as for bids, because the two cores are shared by all three.
+Both targets get the same pledgers and messages (`bench/clients/pledgers.py`).
+Every run pledges on campaigns of its own, created fresh in PostgreSQL and Redis.
+CPU seconds of the server, the client and Redis are recorded as for bids, because
+the two cores are shared by all three.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ def run_pledges(
         redis_times = redis_process.cpu_times()
         client = start_client("bench.clients.pledgers", [
             "--port", str(server.port), "--protocol", run.target,
+            "--path", "/ws/pledges" if run.target == "jangteo" else "/ws/pledge",
             "--identities", str(environment.identities_path), "--pledgers", str(run.pledgers),
             "--campaigns", f"{first_campaign}:{run.campaigns}", "--warmup", str(warmup_s), "--duration", str(duration_s),
             "--origin", f"http://127.0.0.1:{server.port}",
