@@ -173,12 +173,16 @@ class CampaignLive:
         client_id: str,
         units: int | str,
         pledger_supplier_id: int | None = None,
+        expected_units: int | None = None,
     ) -> PledgeOutcome:
         """Set the member's total to `units` (0 cancels) in one script call.
 
         Raises redis errors when Redis cannot confirm; callers report "not accepted".
         A retry with the same `client_id` and total returns the first receipt, and
         under concurrency the script's atomicity keeps the total within the cap.
+        With `expected_units`, the pledge is applied only while the member's total is
+        still that number, else rejected with `pledge_changed` and the current total
+        in `member_units`.
         """
         keys = self.keys
         reply = await self.batcher.run(
@@ -188,7 +192,10 @@ class CampaignLive:
                 keys.campaign_receipts(campaign_id), keys.campaign_ledger_stream_for(campaign_id),
                 keys.campaign_deadlines_for(campaign_id),
             ),
-            (user_id, client_id, str(units), pledger_supplier_id or 0, keys.events_channel),
+            (
+                user_id, client_id, str(units), pledger_supplier_id or 0, keys.events_channel,
+                "" if expected_units is None else str(expected_units),
+            ),
         )
         data = orjson.loads(reply)
         snapshot = CampaignSnapshot.from_reply(data["snapshot"]) if data.get("snapshot") else None

@@ -222,12 +222,16 @@ def apply_pledge(
     units: int,
     now_ms: int,
     pledger_supplier_id: int | None = None,
+    expected_units: int | None = None,
 ) -> PledgeDecision:
     """Set a member's total to `units` (0 cancels) at server time `now_ms`; rejections change nothing.
 
-    Checks in order: campaign status and time, own goods, the unit count, an
-    unchanged total, the per-member limit, then the stock. A decrease is always
-    accepted while the campaign is open, even when it is sold out.
+    Checks in order: campaign status and time, own goods, the unit count, the
+    expected total (when given), an unchanged total, the per-member limit, then the
+    stock. `expected_units` makes the pledge a compare-and-set: it is rejected with
+    `pledge_changed` unless the member's total is that number (an invalid one is
+    `invalid_units`). A decrease is always accepted while the campaign is open,
+    even when it is sold out.
     """
     previous = state.pledges.get(user_id, 0)
 
@@ -241,8 +245,13 @@ def apply_pledge(
         return reject(closed)
     if pledger_supplier_id is not None and pledger_supplier_id == terms.supplier_id:
         return reject("own_goods")
-    if isinstance(units, bool) or not isinstance(units, int) or not 0 <= units <= MAX_UNITS:
+    if not _valid_units(units):
         return reject("invalid_units")
+    if expected_units is not None:
+        if not _valid_units(expected_units):
+            return reject("invalid_units")
+        if expected_units != previous:
+            return reject("pledge_changed")
     if units == previous:
         return reject("no_pledge" if units == 0 else "pledge_unchanged")
     if units > terms.per_member_limit:
@@ -270,6 +279,10 @@ def apply_pledge(
         True, "accepted", new_state, stock_left(terms, new_state),
         units_allowed(terms, new_state, user_id), previous,
     )
+
+
+def _valid_units(units: object) -> bool:
+    return isinstance(units, int) and not isinstance(units, bool) and 0 <= units <= MAX_UNITS
 
 
 def apply_release(

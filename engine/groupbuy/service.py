@@ -25,6 +25,8 @@ async def submit_pledge(
     campaign_id: int,
     units_text: str | int,
     client_id: str,
+    *,
+    expected_units: int | None = None,
 ) -> PledgeOutcome:
     """Validate a pledge request (the member's new total; 0 cancels) and apply it.
 
@@ -35,11 +37,16 @@ async def submit_pledge(
     campaign). Raises CampaignRebuildPending (code `campaign_rebuilding`) while a
     campaign Redis lost waits out its rebuild grace, and redis errors when Redis
     cannot confirm the pledge. Callers report both as "not accepted", to be sent again.
+
+    `expected_units` makes the pledge a compare-and-set on the member's total: when
+    the total is no longer that number, the outcome is `pledge_changed` with the
+    current total in `member_units`. The campaign page never sends it.
     """
     if not actor.may_bid:
         raise DomainError("not_allowed_to_pledge", "this account may not pledge")
     try:
         units = parse_units(units_text)
+        expected = None if expected_units is None else parse_units(expected_units)
     except InvalidUnits as error:
         raise DomainError("invalid_units", str(error)) from None
     check_client_id(client_id)
@@ -47,7 +54,7 @@ async def submit_pledge(
     async def call() -> PledgeOutcome:
         return await live.pledge(
             campaign_id, user_id=actor.user_id, client_id=client_id, units=units,
-            pledger_supplier_id=actor.supplier_id,
+            pledger_supplier_id=actor.supplier_id, expected_units=expected,
         )
 
     return await _with_campaign_loaded(db, live, campaign_id, call)

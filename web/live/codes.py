@@ -81,6 +81,7 @@ PLEDGE_ERRORS: tuple[tuple[str, int, str], ...] = (
     ("campaign_not_found", 404, N_("No such group buy.")),
     ("pledge_not_confirmed", 503, N_("Your pledge was not confirmed. Please send the same pledge again.")),
     ("campaign_rebuilding", 503, N_("This group buy is being restored after a server restart. Please send the same pledge again in a few seconds.")),
+    ("pledge_changed", 409, N_("Your pledge changed to {member_units} units while this request was sent, so it was not applied. Check your total and send it again.")),
 )
 
 CAMPAIGN_ERRORS: tuple[tuple[str, int, str], ...] = (

@@ -1,6 +1,9 @@
 -- Set one member's pledge on a campaign atomically: validate everything, then write.
 -- ARGV[3] is the member's new total in units: a first pledge, a change and a
--- cancellation (0) are the same request. The rules match engine/groupbuy/rules.py.
+-- cancellation (0) are the same request. ARGV[6], when not empty, is the member's
+-- total the caller expects (compare-and-set): a caller that computed the new total
+-- from a pledge it read gets `pledge_changed` if the pledge changed since, and
+-- computes again from `units` in the reply. The rules match engine/groupbuy/rules.py.
 --
 -- Returns a JSON object: {ok=true, receipt=..., snapshot=...} or
 -- {ok=false, code=..., snapshot=..., units_left=..., units_allowed=..., units=...}.
@@ -17,6 +20,7 @@ local client_id     = ARGV[2]
 local units_text    = ARGV[3]
 local pledger_supplier_id = tonumber(ARGV[4])  -- 0 when the pledger is no supplier
 local channel       = ARGV[5]
+local expected_text = ARGV[6] or ""  -- "" when the caller sets the total unconditionally
 
 local max_units     = 100000  -- rules.MAX_UNITS
 
@@ -40,18 +44,23 @@ local function reject(code)
     })
 end
 
--- Plain ASCII digits within 0..MAX_UNITS, as rules.parse_units accepts; tonumber()
--- alone would also take "1e3", "0x10" and "1.5".
-local units = nil
-if string.match(units_text, "^%d+$") and #units_text <= 6 then
-    units = tonumber(units_text)
-    if units > max_units then
-        units = nil
+-- Plain ASCII digits within 0..MAX_UNITS, as rules.parse_units accepts, else nil;
+-- tonumber() alone would also take "1e3", "0x10" and "1.5".
+local function parse_units(text)
+    if string.match(text, "^%d+$") and #text <= 6 then
+        local value = tonumber(text)
+        if value <= max_units then
+            return value
+        end
     end
+    return nil
 end
 
+local units = parse_units(units_text)
+
 -- A retry of an accepted pledge gets its first answer; the same client id with
--- another total is a different request under a reused id.
+-- another total is a different request under a reused id. This comes before the
+-- expected-total check because the accepted pledge has itself changed the total.
 local receipt_field = user_field .. ":" .. client_id
 local earlier = redis.call("HGET", receipts_key, receipt_field)
 if earlier then
@@ -72,6 +81,11 @@ if pledger_supplier_id ~= 0 and pledger_supplier_id == gb_num(s.supplier_id) the
     return reject("own_goods")
 end
 if units == nil then return reject("invalid_units") end
+if expected_text ~= "" then
+    local expected = parse_units(expected_text)
+    if expected == nil then return reject("invalid_units") end
+    if expected ~= previous then return reject("pledge_changed") end
+end
 if units == previous then
     if units == 0 then
         return reject("no_pledge")

@@ -1,4 +1,5 @@
-"""pledge.lua and rules.py agree on every pledge of random campaigns and random pledge sequences."""
+"""pledge.lua and rules.py agree on every pledge of random campaigns and random pledge sequences,
+with and without an expected current total (compare-and-set)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from groupbuy_cases import SUPPLIER_ID, campaign_load
 from engine.groupbuy.live import CampaignLive, CampaignSnapshot
 from engine.groupbuy.rules import (
+    MAX_UNITS,
     CampaignState,
     CampaignTerms,
     apply_pledge,
@@ -44,6 +46,7 @@ class PledgePlan:
     target: str
     amount: int
     as_supplier: bool = False
+    expect: str = "none"  # the expected current total: none, current, stale or invalid
 
 
 campaigns = st.builds(
@@ -65,6 +68,7 @@ pledges = st.lists(
         target=st.sampled_from(["any", "cancel", "limit", "over_limit", "fill", "over_stock", "same", "add_one"]),
         amount=st.integers(0, 45),
         as_supplier=st.booleans(),
+        expect=st.sampled_from(["none", "current", "stale", "invalid"]),
     ),
     min_size=1,
     max_size=30,
@@ -110,6 +114,20 @@ def _units(plan: PledgePlan, terms: CampaignTerms, state: CampaignState) -> int:
             return plan.amount
 
 
+def _expected(plan: PledgePlan, state: CampaignState) -> int | None:
+    current = state.pledges.get(plan.user, 0)
+    match plan.expect:
+        case "current":
+            return current
+        case "stale":
+            # Another total: one below the current one when there is one, else one above.
+            return current - 1 if plan.amount % 2 and current > 0 else current + 1
+        case "invalid":
+            return MAX_UNITS + 1
+        case _:
+            return None
+
+
 @settings(
     max_examples=80,
     deadline=None,
@@ -127,18 +145,21 @@ async def test_lua_matches_rules(live: CampaignLive, campaign: CampaignPlan, pla
         # User 6 sometimes pledges from the campaign's supplier account.
         supplier = SUPPLIER_ID if plan.as_supplier and plan.user == 6 else None
         units = _units(plan, terms, state)
+        expected = _expected(plan, state)
         outcome = await live.pledge(
-            terms.campaign_id, user_id=plan.user, client_id=f"c{number}", units=units, pledger_supplier_id=supplier
+            terms.campaign_id, user_id=plan.user, client_id=f"c{number}", units=units, pledger_supplier_id=supplier,
+            expected_units=expected,
         )
         snapshot = outcome.snapshot
         assert snapshot is not None
         now_ms = outcome.receipt.server_ms if outcome.receipt else snapshot.server_ms
         decision = apply_pledge(
-            terms, state, user_id=plan.user, units=units, now_ms=now_ms, pledger_supplier_id=supplier
+            terms, state, user_id=plan.user, units=units, now_ms=now_ms, pledger_supplier_id=supplier,
+            expected_units=expected,
         )
         state = decision.state
 
-        where = f"pledge {number} {plan} units={units} on {terms}"
+        where = f"pledge {number} {plan} units={units} expected={expected} on {terms}"
         assert outcome.code == decision.code, where
         assert snapshot.seq == state.seq, where
         assert snapshot.committed_units == state.committed_units, where

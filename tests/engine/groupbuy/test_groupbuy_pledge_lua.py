@@ -200,6 +200,54 @@ async def test_retry_after_change_still_returns_first_receipt(live: CampaignLive
     assert await live.pledges(CAMPAIGN_ID) == {1: 9}
 
 
+async def test_expected_units_stale_writes_nothing(live: CampaignLive, redis_client: redis.asyncio.Redis) -> None:
+    """A pledge whose expected total is stale is rejected with the current total and writes nothing."""
+    await _load(live)
+    await _pledge(live, 1, 3, "page")
+    before = await _everything(live)
+    async with _published(redis_client, live.keys) as events:
+        outcome = await _pledge(live, 1, 5, "line", expected_units=2)
+    assert outcome.code == "pledge_changed"
+    assert outcome.member_units == 3
+    assert await _everything(live) == before
+    assert events == []
+
+
+async def test_expected_units_current_applies(live: CampaignLive) -> None:
+    """A pledge whose expected total is current is applied like any other, first pledges included."""
+    await _load(live)
+    first = await _pledge(live, 1, 3, "a", expected_units=0)
+    assert first.accepted
+    change = await _pledge(live, 1, 5, "b", expected_units=3)
+    assert change.accepted
+    assert change.receipt is not None
+    assert (change.receipt.previous_units, change.receipt.delta_units) == (3, 2)
+    cancel = await _pledge(live, 1, 0, "c", expected_units=5)
+    assert cancel.accepted
+    assert await live.pledges(CAMPAIGN_ID) == {}
+
+
+async def test_expected_units_retry_returns_receipt(live: CampaignLive) -> None:
+    """A retry of an accepted compare-and-set pledge gets its first receipt, though its expected total is now stale."""
+    await _load(live)
+    first = await _pledge(live, 1, 4, "line", expected_units=0)
+    retry = await _pledge(live, 1, 4, "line", expected_units=0)
+    assert retry.accepted
+    assert retry.receipt is not None
+    assert retry.receipt.retry
+    assert first.receipt is not None
+    assert replace(retry.receipt, retry=False) == first.receipt
+
+
+@pytest.mark.parametrize("text", ["-1", "1.5", "100001", " 1", "x"])
+async def test_lua_rejects_malformed_expected_units(live: CampaignLive, text: str) -> None:
+    """An expected total that is not plain digits within 0..100000 is rejected, never ignored."""
+    await _load(live)
+    outcome = await _pledge(live, 1, 1, "x", expected_units=text)
+    assert outcome.code == "invalid_units"
+    assert await live.pledges(CAMPAIGN_ID) == {}
+
+
 async def test_not_loaded(live: CampaignLive) -> None:
     """A campaign Redis does not have is reported as not loaded, with no snapshot."""
     outcome = await _pledge(live, 1, 5, "x")

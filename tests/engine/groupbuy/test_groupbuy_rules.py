@@ -151,6 +151,38 @@ def test_invalid_units_rejected() -> None:
         assert decision.code == "invalid_units", units
 
 
+def test_expected_units_compare_and_set() -> None:
+    """With `expected_units`, a pledge applies only while the member's total is that number."""
+    state = apply_pledge(_terms(), CampaignState(), user_id=1, units=3, now_ms=NOW_MS).state
+
+    stale = apply_pledge(_terms(), state, user_id=1, units=5, now_ms=NOW_MS, expected_units=2)
+    assert stale.code == "pledge_changed"
+    assert stale.state is state
+    assert stale.previous_units == 3
+
+    current = apply_pledge(_terms(), state, user_id=1, units=5, now_ms=NOW_MS, expected_units=3)
+    assert current.code == "accepted"
+    assert current.state.pledges == {1: 5}
+
+    first = apply_pledge(_terms(), state, user_id=2, units=4, now_ms=NOW_MS, expected_units=0)
+    assert first.code == "accepted"
+    assert first.state.pledges == {1: 3, 2: 4}
+
+
+def test_expected_units_checked_after_units() -> None:
+    """An invalid expected total is `invalid_units`. A closed campaign and invalid units are checked first."""
+    state = apply_pledge(_terms(), CampaignState(), user_id=1, units=3, now_ms=NOW_MS).state
+    for expected in (-1, MAX_UNITS + 1, True):
+        decision = apply_pledge(_terms(), state, user_id=1, units=5, now_ms=NOW_MS, expected_units=expected)
+        assert decision.code == "invalid_units", expected
+    invalid = apply_pledge(_terms(), state, user_id=1, units=-1, now_ms=NOW_MS, expected_units=9)
+    assert invalid.code == "invalid_units"
+    closed = apply_pledge(_terms(), state, user_id=1, units=5, now_ms=DEADLINE_MS, expected_units=9)
+    assert closed.code == "campaign_closed"
+    unchanged_but_stale = apply_pledge(_terms(), state, user_id=1, units=3, now_ms=NOW_MS, expected_units=2)
+    assert unchanged_but_stale.code == "pledge_changed"
+
+
 def test_due_at_deadline_or_when_sold_out() -> None:
     """A campaign is due at its deadline, or once sold out when close-when-sold-out is on."""
     terms = _terms(stock_cap_units=5)
