@@ -9,10 +9,12 @@ complex side first. The campaign's own close makes the order for these units, so
 the complex order's close leaves them out and only lists them on the pick list and
 the delivery sheet.
 
-A line sets the member's pledge to (current pledge - old line + new line), so
-units the member pledged on the campaign page directly are kept.
-NOTE: that read and the pledge are two Redis calls, so a pledge the same member
-sends from the campaign page in between is overwritten by this total.
+A line moves the member's pledge by its change (current pledge - old line + new
+line), so units the member pledged on the campaign page directly are kept. The
+pledge is a compare-and-set on the total it was computed from: when the member's
+pledge changed after it was read (a pledge from the campaign page, or another
+line), the script rejects it with `pledge_changed` and the current total, and the
+new total is computed again from that, at most `MAX_PLEDGE_ATTEMPTS` times.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ from engine.groupbuy.rules import at_most_price_won
 from engine.groupbuy.service import submit_pledge
 
 log = logging.getLogger("jangteo.complexorders")
+
+# Each attempt after the first follows a change to the member's pledge that landed
+# between the read and the pledge, so more than a few means the pledge keeps changing.
+MAX_PLEDGE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ async def running_campaign(connection: asyncpg.Connection, campaign_id: int) -> 
 
 @dataclass(frozen=True)
 class PledgeChange:
-    """A pledge this module changed: the member's total before and after."""
+    """A pledge this module changed: the member's total just before and just after the change."""
 
     campaign_id: int
     item_id: int
@@ -88,23 +94,17 @@ async def member_pledge(db: asyncpg.Pool, live: CampaignLive, campaign_id: int, 
 async def change_pledge(
     db: asyncpg.Pool, live: CampaignLive, actor: Actor, *, campaign_id: int, item_id: int, delta_units: int
 ) -> PledgeChange | None:
-    """Move the member's pledge by `delta_units`; return the change, or None when nothing changed.
+    """Move the member's pledge by `delta_units` (not below 0) and return the change, or None when nothing changed.
 
     Raises `campaign_pledge_rejected` (with the script's `reason`, `units_left` and
-    `units_allowed`) when the campaign refuses the new total, and
-    `campaign_unavailable` when Redis cannot confirm it, so the line is not saved.
+    `units_allowed`) when the campaign rejects the new total,
+    `campaign_pledge_conflict` when the member's pledge changed before each of
+    `MAX_PLEDGE_ATTEMPTS` attempts, and `campaign_unavailable` when Redis cannot
+    confirm it, so the line is not saved.
     """
     if delta_units == 0:
         return None
-    try:
-        previous = await member_pledge(db, live, campaign_id, actor.user_id)
-        new_total = max(0, previous + delta_units)
-        outcome = await submit_pledge(db, live, actor, campaign_id, new_total, _client_id())
-    except (RedisError, OSError) as error:
-        log.warning("complex campaign pledge not confirmed campaign_id=%s user_id=%s error=%s",
-                    campaign_id, actor.user_id, type(error).__name__)
-        raise DomainError("campaign_unavailable", "the group buy could not confirm the pledge; try again",
-                          campaign_id=campaign_id) from None
+    previous, new_total, outcome = await _move_pledge(db, live, actor, campaign_id, delta_units)
     if not outcome.accepted:
         raise DomainError(
             "campaign_pledge_rejected",
@@ -116,21 +116,63 @@ async def change_pledge(
 
 
 async def revert_pledges(db: asyncpg.Pool, live: CampaignLive, actor: Actor, changes: list[PledgeChange]) -> None:
-    """Set each changed pledge back to its previous total, after the complex side failed to save.
+    """Take each change back out of the member's pledge, after the complex side failed to save.
 
-    Best effort: a revert that fails is logged with its ids, and the campaign keeps
-    the pledge that the member's complex line no longer shows.
+    Each pledge moves by the opposite of its change, so a pledge the member sent
+    from the campaign page meanwhile is kept. Best effort: a revert that fails is
+    logged with its ids, and the campaign keeps the units that the member's complex
+    line no longer shows.
     """
     for change in reversed(changes):
         try:
-            outcome = await submit_pledge(db, live, actor, change.campaign_id, change.previous_total, _client_id())
-            reverted = outcome.accepted
+            _, _, outcome = await _move_pledge(db, live, actor, change.campaign_id,
+                                               change.previous_total - change.new_total)
+            # `no_pledge`: the member cancelled on the campaign page, so nothing is left to take out.
+            reverted = outcome.accepted or outcome.code == "no_pledge"
             reason = outcome.code
-        except (RedisError, OSError, DomainError) as error:
-            reverted, reason = False, type(error).__name__
+        except DomainError as error:
+            reverted, reason = False, error.code
         if not reverted:
-            log.error("complex campaign pledge not reverted campaign_id=%s user_id=%s units=%s reason=%s",
-                      change.campaign_id, actor.user_id, change.new_total, reason)
+            log.error("complex campaign pledge not reverted campaign_id=%s user_id=%s delta_units=%s reason=%s",
+                      change.campaign_id, actor.user_id, change.new_total - change.previous_total, reason)
+
+
+async def _move_pledge(
+    db: asyncpg.Pool, live: CampaignLive, actor: Actor, campaign_id: int, delta_units: int
+) -> tuple[int, int, PledgeOutcome]:
+    """Pledge (current total + `delta_units`, at least 0) as a compare-and-set on the current total.
+
+    Returns the total the pledge was computed from, the new total and the outcome
+    of the last attempt, which is never `pledge_changed`. Raises
+    `campaign_pledge_conflict` after `MAX_PLEDGE_ATTEMPTS` conflicts and
+    `campaign_unavailable` when Redis cannot confirm the pledge.
+    """
+    # One client id serves every attempt: only an accepted attempt stores a receipt, and it ends the loop.
+    client_id = _client_id()
+    try:
+        current = await member_pledge(db, live, campaign_id, actor.user_id)
+        for attempt in range(1, MAX_PLEDGE_ATTEMPTS + 1):
+            new_total = max(0, current + delta_units)
+            outcome = await submit_pledge(db, live, actor, campaign_id, new_total, client_id,
+                                          expected_units=current)
+            if outcome.code != "pledge_changed":
+                return current, new_total, outcome
+            assert outcome.member_units is not None  # every rejection carries the member's total
+            log.info("complex campaign pledge changed meanwhile campaign_id=%s user_id=%s expected=%s "
+                     "current=%s attempt=%s", campaign_id, actor.user_id, current, outcome.member_units, attempt)
+            current = outcome.member_units
+    except (RedisError, OSError) as error:
+        log.warning("complex campaign pledge not confirmed campaign_id=%s user_id=%s error=%s",
+                    campaign_id, actor.user_id, type(error).__name__)
+        raise DomainError("campaign_unavailable", "the group buy could not confirm the pledge; try again",
+                          campaign_id=campaign_id) from None
+    log.warning("complex campaign pledge gave up campaign_id=%s user_id=%s attempts=%s",
+                campaign_id, actor.user_id, MAX_PLEDGE_ATTEMPTS)
+    raise DomainError(
+        "campaign_pledge_conflict",
+        f"the pledge in campaign {campaign_id} changed during each of {MAX_PLEDGE_ATTEMPTS} attempts; try again",
+        campaign_id=campaign_id,
+    )
 
 
 def _client_id() -> str:

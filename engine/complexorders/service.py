@@ -281,8 +281,8 @@ async def submit_participation(
     A line on a campaign item changes the member's pledge in that campaign
     (`campaign_lines`) while the household row is locked, and the pledge is set
     back when the complex side then fails to save. Such lines also raise
-    `campaign_pledge_rejected` and `campaign_unavailable`. `campaigns` defaults to a
-    `CampaignLive` on `redis` and `keys`.
+    `campaign_pledge_rejected`, `campaign_pledge_conflict` and `campaign_unavailable`.
+    `campaigns` defaults to a `CampaignLive` on `redis` and `keys`.
     """
     if not actor.status == "active" or actor.role not in (MEMBER, COORDINATOR):
         raise DomainError("forbidden", "only active member accounts join complex orders")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import secrets
 from datetime import timedelta
 
 import asyncpg
@@ -11,13 +13,14 @@ import pytest
 import pytest_asyncio
 import redis.asyncio
 
-from engine.complexorders import closing
+from engine.complexorders import campaign_lines, closing
 from engine.complexorders.model import ComplexOrder, fetch_roster
 from engine.complexorders.service import ItemDraft, submit_participation
 from engine.config import Settings
 from engine.errors import DomainError
 from engine.groupbuy.campaigns import CampaignDraft, create_campaign
-from engine.groupbuy.live import CampaignLive
+from engine.groupbuy.live import CampaignLive, PledgeOutcome
+from engine.groupbuy.service import submit_pledge
 from engine.keys import Keys
 from tests.complexorders.conftest import ComplexFactory, ComplexWorld, actor
 
@@ -185,3 +188,139 @@ async def test_failed_close_releases_campaign_lines(pg_pool, campaigns, redis_cl
                                                payment_due_s=DUE_S, redis=redis_client, keys=campaigns.keys)
     assert result.status == "failed"
     assert await committed(campaigns, campaign_id) == 0
+
+
+class PagePledgeBetween(CampaignLive):
+    """A CampaignLive that sends one of the member's campaign-page pledges before each compare-and-set pledge.
+
+    A complex line reads the member's total and then pledges with that total as
+    `expected_units`, so each page pledge sent here lands between the read and the
+    pledge, as one from another browser tab could.
+    """
+
+    def __init__(self, live: CampaignLive, page_totals: list[int]) -> None:
+        super().__init__(live.redis, live.keys)
+        self.page_totals = list(page_totals)
+
+    async def pledge(self, campaign_id: int, *, user_id: int, client_id: str, units: int | str,
+                     pledger_supplier_id: int | None = None, expected_units: int | None = None) -> PledgeOutcome:
+        if expected_units is not None and self.page_totals:
+            page = await super().pledge(campaign_id, user_id=user_id, client_id=f"page-{secrets.token_hex(6)}",
+                                        units=self.page_totals.pop(0))
+            assert page.accepted, page.code
+        return await super().pledge(campaign_id, user_id=user_id, client_id=client_id, units=units,
+                                    pledger_supplier_id=pledger_supplier_id, expected_units=expected_units)
+
+
+async def line_quantities(db: asyncpg.Pool, complex_order: ComplexOrder) -> dict[int, int]:
+    rows = await db.fetch(
+        """SELECT p.user_id, l.quantity FROM complex_lines l JOIN complex_participants p ON p.id = l.participant_id
+           WHERE p.complex_order_id = $1""",
+        complex_order.id,
+    )
+    return {row["user_id"]: row["quantity"] for row in rows}
+
+
+async def ledger(live: CampaignLive, campaign_id: int) -> list[dict[str, str]]:
+    entries = await live.redis.xrange(live.keys.campaign_ledger_stream_for(campaign_id))
+    return [{key.decode(): value.decode() for key, value in fields.items()} for _, fields in entries]
+
+
+async def test_interleaved_page_pledge_kept(pg_pool, campaigns, complex_world: ComplexWorld,
+                                                      make_complex: ComplexFactory) -> None:
+    """A page pledge that lands between the line's read and its pledge is kept, and the line adds on top."""
+    complex_order, campaign_id = await campaign_complex(pg_pool, campaigns, complex_world, make_complex)
+    campaign_item = complex_order.items[1].id
+    member = complex_world.members[7]
+    assert (await submit_pledge(pg_pool, campaigns, actor(member), campaign_id, 2, "page-first")).accepted
+
+    racing = PagePledgeBetween(campaigns, page_totals=[4])
+    await order(pg_pool, racing, member, complex_order, ("106", "101"), {campaign_item: 3})
+
+    assert racing.page_totals == []
+    assert await campaigns.pledges(campaign_id) == {member.user_id: 4 + 3}
+    assert await committed(campaigns, campaign_id) == 7
+    assert await line_quantities(pg_pool, complex_order) == {member.user_id: 3}
+    last = (await ledger(campaigns, campaign_id))[-1]
+    assert last["client"].startswith("complex-")
+    assert (last["units"], last["delta"]) == ("7", "3")
+
+
+async def test_line_succeeds_on_last_attempt(pg_pool, campaigns, complex_world: ComplexWorld,
+                                               make_complex: ComplexFactory) -> None:
+    """A line whose pledge changed before every attempt but the last is still applied on the last attempt."""
+    complex_order, campaign_id = await campaign_complex(pg_pool, campaigns, complex_world, make_complex)
+    campaign_item = complex_order.items[1].id
+    member = complex_world.members[7]
+    page_totals = [1 + attempt % 2 for attempt in range(campaign_lines.MAX_PLEDGE_ATTEMPTS - 1)]
+
+    racing = PagePledgeBetween(campaigns, page_totals=page_totals)
+    await order(pg_pool, racing, member, complex_order, ("106", "102"), {campaign_item: 2})
+
+    assert await campaigns.pledges(campaign_id) == {member.user_id: page_totals[-1] + 2}
+    assert await line_quantities(pg_pool, complex_order) == {member.user_id: 2}
+
+
+async def test_line_gives_up_after_conflicts(pg_pool, campaigns, complex_world: ComplexWorld,
+                                                      make_complex: ComplexFactory) -> None:
+    """A pledge that changes before every attempt ends in `campaign_pledge_conflict`, and the line is not saved."""
+    complex_order, campaign_id = await campaign_complex(pg_pool, campaigns, complex_world, make_complex)
+    noodles, campaign_item = (item.id for item in complex_order.items)
+    member = complex_world.members[7]
+    page_totals = [1 + attempt % 2 for attempt in range(campaign_lines.MAX_PLEDGE_ATTEMPTS)]
+
+    racing = PagePledgeBetween(campaigns, page_totals=page_totals)
+    with pytest.raises(DomainError) as caught:
+        await order(pg_pool, racing, member, complex_order, ("106", "103"), {noodles: 1, campaign_item: 2})
+
+    assert caught.value.code == "campaign_pledge_conflict"
+    assert caught.value.detail["campaign_id"] == campaign_id
+    assert racing.page_totals == []
+    assert await campaigns.pledges(campaign_id) == {member.user_id: page_totals[-1]}
+    assert await fetch_roster(pg_pool, complex_order) == []
+    clients = [entry["client"] for entry in await ledger(campaigns, campaign_id)]
+    assert all(client.startswith("page-") for client in clients)
+
+
+async def test_revert_keeps_page_pledge(pg_pool, campaigns, complex_world: ComplexWorld,
+                                        make_complex: ComplexFactory) -> None:
+    """Reverting a line takes out only its units, so a page pledge sent after the line is kept."""
+    campaign_id = await running_campaign(pg_pool, campaigns, complex_world)
+    member = actor(complex_world.members[7])
+    assert (await submit_pledge(pg_pool, campaigns, member, campaign_id, 2, "page-first")).accepted
+    change = await campaign_lines.change_pledge(pg_pool, campaigns, member, campaign_id=campaign_id,
+                                                item_id=1, delta_units=3)
+    assert change is not None
+    assert (change.previous_total, change.new_total) == (2, 5)
+    assert (await submit_pledge(pg_pool, campaigns, member, campaign_id, 6, "page-second")).accepted
+
+    await campaign_lines.revert_pledges(pg_pool, campaigns, member, [change])
+
+    assert await campaigns.pledges(campaign_id) == {member.user_id: 6 - 3}
+
+
+async def test_concurrent_pledges_lose_nothing(pg_pool, campaigns, complex_world: ComplexWorld,
+                                                             make_complex: ComplexFactory) -> None:
+    """Line changes racing each other and a page pledge each move the total by exactly their own units."""
+    campaign_id = await running_campaign(pg_pool, campaigns, complex_world, per_member_limit=20)
+    member = actor(complex_world.members[7])
+    deltas = [1, 2, 3, 4]
+
+    results = await asyncio.gather(
+        *(campaign_lines.change_pledge(pg_pool, campaigns, member, campaign_id=campaign_id, item_id=number,
+                                       delta_units=delta)
+          for number, delta in enumerate(deltas, start=1)),
+        submit_pledge(pg_pool, campaigns, member, campaign_id, 10, "page-racing"),
+    )
+
+    changes, page = results[:-1], results[-1]
+    assert page.accepted
+    for change, delta in zip(changes, deltas):
+        assert change is not None
+        assert change.new_total - change.previous_total == delta
+    entries = await ledger(campaigns, campaign_id)
+    line_entries = [entry for entry in entries if entry["client"].startswith("complex-")]
+    assert sorted(int(entry["delta"]) for entry in line_entries) == deltas
+    page_position = next(i for i, entry in enumerate(entries) if entry["client"] == "page-racing")
+    after_page = sum(int(entry["delta"]) for entry in entries[page_position + 1:])
+    assert await campaigns.pledges(campaign_id) == {member.user_id: 10 + after_page}

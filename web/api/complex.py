@@ -47,6 +47,7 @@ COMPLEX_ERRORS: tuple[tuple[str, int, str], ...] = (
     ("campaign_not_running", 422, N_("Group buy {campaign_id} is not taking pledges.")),
     ("campaign_pledge_rejected", 409, N_("The group buy did not accept this quantity; {units_left} units are left.")),
     ("campaign_unavailable", 503, N_("The group buy could not confirm your order. Nothing was saved; try again.")),
+    ("campaign_pledge_conflict", 409, N_("Your pledge in the group buy kept changing while your order was saved. Nothing was saved; try again.")),
     ("campaign_item_not_refundable", 409, N_("This product was ordered through its group buy; refund it there.")),
     ("message_rate_limited", 429, N_("At most {limit} messages per hour can be sent; try again in {retry_after_s} seconds.")),
 )
