@@ -30,6 +30,8 @@ from web.sessions import CurrentUser
 
 log = logging.getLogger("jangteo.web.bids")
 
+BIDS_ACCEPTED = BIDS.labels("accepted", "accepted")
+
 
 @dataclass(frozen=True)
 class BidAccepted:
@@ -82,7 +84,7 @@ async def _submit(request: Request, lot_id: int, amount: object, client_id: obje
         detail = {"min_next_won": outcome.snapshot.min_next_won} if outcome.snapshot else {}
         raise api_error_for(outcome.code, detail)
     receipt = outcome.receipt
-    BIDS.labels("accepted", "accepted").inc()
+    BIDS_ACCEPTED.inc()
     log.info(
         "bid accepted lot_id=%d seq=%d user_id=%d kind=%s amount_won=%d price_won=%d retry=%s",
         lot_id, receipt.seq, user.id, receipt.kind, receipt.amount_won, receipt.price_won, receipt.retry,
