@@ -26,6 +26,7 @@ import orjson
 from engine import demo_catalogue as catalogue
 from engine.complexorders import rules as complex_rules
 from engine.groupbuy.campaigns import CampaignDraft, check_draft
+from engine.groupbuy.payments import record_pledge_ledger_entries
 from engine.groupbuy.rules import CampaignState, CampaignTerms, apply_pledge, at_most_price_won
 
 KST = ZoneInfo("Asia/Seoul")
@@ -190,8 +191,9 @@ async def _insert_up_front_payments(
 ) -> None:
     """Record each pledger's up-front payment at the "at most" price, as `record_up_front_payment` does.
 
-    Card payments are paid at the pledge time. A bank transfer awaits its deposit and
-    reserves its units until `hold_s` after the pledge. No payment mail is queued.
+    Card payments are paid at the pledge time, each with its `payment` row in the
+    money ledger. A bank transfer awaits its deposit and reserves its units until
+    `hold_s` after the pledge. No payment mail is queued.
     """
     price_won = at_most_price_won(terms)
     awaiting = {user_ids[email] for email in campaign.awaiting_deposit}
@@ -207,12 +209,14 @@ async def _insert_up_front_payments(
                 paid_at + timedelta(seconds=hold_s), paid_at,
             )
         else:
-            await connection.execute(
+            payment_id = await connection.fetchval(
                 """INSERT INTO pledge_payments (campaign_id, user_id, units, amount_won, method, status,
                                                 paid_at, created_at)
-                   VALUES ($1, $2, $3, $4, 'card', 'paid', $5, $5)""",
+                   VALUES ($1, $2, $3, $4, 'card', 'paid', $5, $5)
+                   RETURNING id""",
                 terms.campaign_id, user_id, units, units * price_won, paid_at,
             )
+            await record_pledge_ledger_entries(connection, [payment_id], "payment")
 
 
 # -- the apartment-complex order ---------------------------------------------------------

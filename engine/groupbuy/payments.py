@@ -10,6 +10,10 @@ deadline, so a release never moves the final price.
 The close (`engine.groupbuy.closing`) turns paid payments into paid orders and
 refunds the difference to the final price.
 
+Each won a pledge payment receives, pays back in full or passes to an order is a
+money-ledger row of the payment (`record_pledge_ledger_entries`), written in the
+transaction that changes the payment's status.
+
 After-success campaigns, and up-front orders the payments did not cover, await a
 bank transfer until their due time; `cancel_unpaid_campaign_order` cancels a lapsed
 one, reverses its sale and commission, refunds what its buyer paid up front and
@@ -55,14 +59,35 @@ def release_key(payment_id: int) -> str:
     return f"hold:{payment_id}"
 
 
-# -- refunds -------------------------------------------------------------------------
+# -- money-ledger rows and refunds ---------------------------------------------------
+
+
+async def record_pledge_ledger_entries(
+    connection: asyncpg.Connection, payment_ids: Sequence[int], entry: str
+) -> None:
+    """Write one money-ledger row per payment: `entry` of the payment's full amount, for the campaign's supplier.
+
+    `entry` is `payment` (received), `refund` (paid back in full) or `settlement`
+    (applied to the member's order). A payment has at most one `payment` row and
+    one `refund` or `settlement` row (unique indexes), so a second write raises
+    UniqueViolationError. Call inside the transaction that changes the payments.
+    """
+    await connection.execute(
+        """INSERT INTO money_ledger (pledge_payment_id, supplier_id, entry, amount_won)
+           SELECT p.id, c.supplier_id, $2, p.amount_won
+           FROM pledge_payments p JOIN campaigns c ON c.id = p.campaign_id
+           WHERE p.id = ANY($1::bigint[])
+           ORDER BY p.id""",
+        list(payment_ids), entry,
+    )
 
 
 async def refund_payment_in_full(connection: asyncpg.Connection, payment: asyncpg.Record, reason: str) -> int:
     """Refund a paid payment in full and mark it refunded; return the won refunded (0 if done before).
 
     One refund row per payment (`pledge_payment:ID:refund`, unique), so a repeat
-    refunds nothing. Call inside a transaction that locked the payment row.
+    refunds nothing, and the refund row comes with the payment's `refund` row in the
+    money ledger. Call inside a transaction that locked the payment row.
     """
     inserted = await connection.fetchval(
         """INSERT INTO refunds (source_key, payment_id, user_id, amount_won, reason)
@@ -72,7 +97,10 @@ async def refund_payment_in_full(connection: asyncpg.Connection, payment: asyncp
         f"pledge_payment:{payment['id']}:refund", payment["id"], payment["user_id"], payment["amount_won"], reason,
     )
     await connection.execute("UPDATE pledge_payments SET status = 'refunded' WHERE id = $1", payment["id"])
-    return payment["amount_won"] if inserted is not None else 0
+    if inserted is None:
+        return 0
+    await record_pledge_ledger_entries(connection, [payment["id"]], "refund")
+    return payment["amount_won"]
 
 
 async def settle_payments(
@@ -86,17 +114,21 @@ async def settle_payments(
     """Apply a member's paid payments to their order and refund the excess; return the refund.
 
     The caller checked that the paid payments cover `amount_won` and marked the order
-    paid. Paid payments become `settled`; payments still awaiting a deposit are no
-    longer needed and expire. One refund row per order (`...:difference`, unique),
-    recorded in the money ledger as an `overpayment` row (received beyond the sale)
-    and a `refund` row (paid back) of the same amount. The commission stays as the
-    close fixed it on the sale, because the excess was never part of the sale.
+    paid. Paid payments become `settled` on the order, each with a `settlement` row
+    in the money ledger that moves its money to the order; payments still awaiting
+    a deposit are no longer needed and expire. One refund row per order
+    (`...:difference`, unique), recorded in the money ledger on the order as an
+    `overpayment` row (received beyond the sale) and a `refund` row (paid back) of
+    the same amount. The commission stays as the close fixed it on the sale, because
+    the excess was never part of the sale.
     """
     paid = [p for p in payments if p["status"] == "paid"]
     refund_won = sum(p["amount_won"] for p in paid) - amount_won
     await connection.execute(
-        "UPDATE pledge_payments SET status = 'settled' WHERE id = ANY($1::bigint[])", [p["id"] for p in paid]
+        "UPDATE pledge_payments SET status = 'settled', order_id = $2 WHERE id = ANY($1::bigint[])",
+        [p["id"] for p in paid], order_id,
     )
+    await record_pledge_ledger_entries(connection, [p["id"] for p in paid], "settlement")
     await connection.execute(
         "UPDATE pledge_payments SET status = 'expired' WHERE id = ANY($1::bigint[])",
         [p["id"] for p in payments if p["status"] == "awaiting_deposit"],
@@ -173,6 +205,8 @@ async def record_up_front_payment(
                 campaign_id, user_id, units, amount_won, method, "paid" if paid else "awaiting_deposit",
                 depositor_name, paid, campaign["hold_s"],
             )
+            if paid:
+                await record_pledge_ledger_entries(connection, [payment["id"]], "payment")
             email = await connection.fetchval("SELECT email FROM users WHERE id = $1", user_id)
             if not paid and email:
                 mail = mails.up_front_payment_requested(
@@ -187,7 +221,7 @@ async def record_up_front_payment(
 
 
 async def confirm_pledge_deposit(db: asyncpg.Pool, payment_id: int, staff_actor: Actor) -> None:
-    """Mark an up-front bank transfer paid after staff saw the deposit; audited, member mailed.
+    """Mark an up-front bank transfer paid after staff saw the deposit; money-ledger row, audit, member mailed.
 
     Before the close the payment keeps its units held until the close. After a
     successful close it is applied to the member's order, which becomes paid once
@@ -219,6 +253,7 @@ async def confirm_pledge_deposit(db: asyncpg.Pool, payment_id: int, staff_actor:
                 " WHERE id = $1 RETURNING *",
                 payment_id, staff_actor.user_id,
             )
+            await record_pledge_ledger_entries(connection, [payment_id], "payment")
             await audit(connection, staff_actor, "pledge_payment.confirm_deposit", "pledge_payment", payment_id,
                         {"campaign_id": campaign_id, "amount_won": payment["amount_won"]})
             outcome = await _apply_after_close(connection, campaign, payment)

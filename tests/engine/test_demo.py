@@ -370,7 +370,7 @@ async def test_load_demo_data_deterministic(demo_pool: asyncpg.Pool) -> None:
     # Wipe the demo rows in dependency order, then load again into the same database.
     for table in (
         "complex_lines", "complex_participants", "complex_households", "complex_items", "complex_orders",
-        "pledge_payments", "pledge_events", "campaigns", "lots", "users", "products", "suppliers",
+        "money_ledger", "pledge_payments", "pledge_events", "campaigns", "lots", "users", "products", "suppliers",
     ):
         await demo_pool.execute(f"DELETE FROM {table}")
     await load_demo_data(demo_pool, now=NOW)

@@ -249,6 +249,12 @@ async def test_demo_up_front_payments(demo_pool: asyncpg.Pool) -> None:
     assert awaiting[0]["paid_at"] is None
     assert len(paid) == len(payments) - 1
     assert all(p["method"] == "card" and p["paid_at"] < NOW for p in paid)
+    received = await demo_pool.fetch(
+        "SELECT pledge_payment_id, entry, amount_won FROM money_ledger WHERE pledge_payment_id IS NOT NULL"
+    )
+    assert sorted((r["pledge_payment_id"], r["entry"], r["amount_won"]) for r in received) == sorted(
+        (p["id"], "payment", p["amount_won"]) for p in paid
+    )
     assert await demo_pool.fetchval(
         "SELECT count(*) FROM pledge_payments WHERE campaign_id <> $1", campaign["id"]
     ) == 0
@@ -462,7 +468,7 @@ async def test_demo_adds_missing_accounts(demo_pool: asyncpg.Pool) -> None:
     # Make the database look like one loaded before the group buys existed.
     for table in (
         "complex_lines", "complex_participants", "complex_households", "complex_items", "complex_orders",
-        "pledge_payments", "pledge_events", "campaigns",
+        "money_ledger", "pledge_payments", "pledge_events", "campaigns",
     ):
         await demo_pool.execute(f"DELETE FROM {table}")
     await demo_pool.execute("DELETE FROM users WHERE email = ANY($1::text[])", [email for email, _ in NEIGHBOURS])
