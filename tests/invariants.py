@@ -717,8 +717,9 @@ async def _check_redis_only(
 # - orders: a succeeded campaign has one order per member with units at the close
 #   (`source_key` campaign:ID:user:ID) at the final unit price, the tier the close's
 #   total reached; any other campaign has none;
-# - money: per order, see `check_order_money`; a failed campaign's paid payments are
-#   refunded in full, once;
+# - money: per order, see `check_order_money`; per pledge payment, see
+#   `check_pledge_payment_money`; a failed campaign's paid payments are refunded in
+#   full, once;
 # - mail: as for lots, one outbox row per (event, recipient), delivered at most once;
 # - live state: after a close Redis and PostgreSQL agree on status, seq, committed
 #   units and unit price;
@@ -922,6 +923,7 @@ async def check_order_money(report: Report, db: Any, subject: int | None, order:
     the buyer keeps paid (the order's amount; 0 once cancelled), payout + commission
     + refunds = the gross payment, every `refunds` row of the order is a `refund` row
     of the money ledger, and the commission is at most the sale and never negative.
+    Up-front payments settled into the order pay it: see `_check_order_payments`.
     """
     order_id = order["id"]
     entries = await db.fetch("SELECT entry, amount_won FROM money_ledger WHERE order_id = $1 ORDER BY id", order_id)
@@ -959,6 +961,7 @@ async def check_order_money(report: Report, db: Any, subject: int | None, order:
     if order["status"] in ("cancelled", "refunded") and commission_net != 0:
         report.fail(subject, "a cancelled order keeps no commission",
                     f"order {order_id}: commission rows sum {commission_net}")
+    await _check_order_payments(report, db, subject, order)
 
 
 async def _check_campaign_orders(
@@ -1012,7 +1015,6 @@ async def _check_campaign_orders(
                             f"order {order['id']} (source_key, units, price, amount, supplier, channel) {got}, "
                             f"expected {expected}")
             await check_order_money(report, db, campaign_id, order)
-            await _check_order_payments(report, db, campaign_id, order)
             commission = await db.fetchrow(
                 "SELECT amount_won, rate_bp FROM money_ledger WHERE order_id = $1 AND entry = 'commission'", order["id"]
             )
@@ -1025,27 +1027,99 @@ async def _check_campaign_orders(
                             f"of {(units or 0) * price_won}")
 
 
-async def _check_order_payments(report: Report, db: Any, campaign_id: int, order: Mapping[str, Any]) -> None:
-    """Check that up-front payments settled into a paid order equal its sale plus the overpayment refunded."""
-    settled_won = await db.fetchval(
-        "SELECT coalesce(sum(amount_won), 0) FROM pledge_payments"
-        " WHERE campaign_id = $1 AND user_id = $2 AND status = 'settled'",
-        campaign_id, order["buyer_id"],
+async def _check_order_payments(report: Report, db: Any, subject: int | None, order: Mapping[str, Any]) -> None:
+    """Check that up-front payments settled into an order pay it, to the won.
+
+    Their money-ledger `settlement` rows sum to the order's sale (with its reversal)
+    plus the overpayment refunded, the order is paid, the buyer's settled payments
+    in the order's campaign name the order (`pledge_payments.order_id`), and only
+    settled payments name it.
+    """
+    order_id = order["id"]
+    payments = await db.fetch(
+        """SELECT p.id, p.status, p.order_id,
+                  (SELECT coalesce(sum(m.amount_won), 0) FROM money_ledger m
+                   WHERE m.pledge_payment_id = p.id AND m.entry = 'settlement') AS settled_won
+           FROM pledge_payments p
+           WHERE p.order_id = $1 OR (p.status = 'settled' AND p.campaign_id = $2 AND p.user_id = $3)
+           ORDER BY p.id""",
+        order_id, order["campaign_id"], order["buyer_id"],
     )
-    if settled_won == 0:
+    if not payments:
         return
+    for payment in payments:
+        if (payment["status"], payment["order_id"]) != ("settled", order_id):
+            report.fail(subject, "a settled payment names the order it paid",
+                        f"order {order_id}: payment {payment['id']} is {payment['status']} "
+                        f"with order_id {payment['order_id']}")
+    settled_won = sum(payment["settled_won"] for payment in payments)
     if order["status"] != "paid":
-        report.fail(campaign_id, "payments are settled only into a paid order",
-                    f"order {order['id']} {order['status']}, settled {settled_won} won")
+        report.fail(subject, "payments are settled only into a paid order",
+                    f"order {order_id} {order['status']}, settled {settled_won} won")
         return
     gross_won = await db.fetchval(
         "SELECT coalesce(sum(amount_won), 0) FROM money_ledger"
         " WHERE order_id = $1 AND entry IN ('sale', 'sale_reversal', 'overpayment')",
-        order["id"],
+        order_id,
     )
     if gross_won != settled_won:
-        report.fail(campaign_id, "the money ledger receives what the buyer paid up front",
-                    f"order {order['id']}: settled payments {settled_won} won, sale + overpayment {gross_won} won")
+        report.fail(subject, "the money ledger receives what the buyer paid up front",
+                    f"order {order_id}: settlement rows of its payments {settled_won} won, "
+                    f"sale + overpayment {gross_won} won")
+
+
+async def check_pledge_payment_money(report: Report, db: Any, campaign_id: int) -> None:
+    """Check that the money ledger follows each pledge payment of a campaign, to the won.
+
+    A payment's rows are `payment` (received), `refund` (paid back in full) and
+    `settlement` (passed to its order), each at most once, with at most one of the
+    last two, all for the campaign's supplier. The ledger receives a payment's
+    amount once it is paid, settled or refunded, and nothing before. Payment minus
+    refund minus settlement is what the payment holds: its amount while `paid`,
+    else 0. The refund rows equal the payment's full refunds in `refunds`, which
+    name no order. The difference refunded at the close is a row of the order instead.
+    """
+    rows = await db.fetch(
+        """SELECT p.id, p.status, p.amount_won,
+                  count(m.id) FILTER (WHERE m.entry = 'payment') AS payment_rows,
+                  count(m.id) FILTER (WHERE m.entry IN ('refund', 'settlement')) AS out_rows,
+                  count(m.id) FILTER (WHERE m.supplier_id <> c.supplier_id) AS other_supplier_rows,
+                  coalesce(sum(m.amount_won) FILTER (WHERE m.entry = 'payment'), 0) AS payment_won,
+                  coalesce(sum(m.amount_won) FILTER (WHERE m.entry = 'refund'), 0) AS refund_won,
+                  coalesce(sum(m.amount_won) FILTER (WHERE m.entry = 'settlement'), 0) AS settlement_won,
+                  (SELECT coalesce(sum(r.amount_won), 0) FROM refunds r
+                   WHERE r.payment_id = p.id AND r.order_id IS NULL) AS refunded_won
+           FROM pledge_payments p
+           JOIN campaigns c ON c.id = p.campaign_id
+           LEFT JOIN money_ledger m ON m.pledge_payment_id = p.id
+           WHERE p.campaign_id = $1
+           GROUP BY p.id, c.supplier_id
+           ORDER BY p.id""",
+        campaign_id,
+    )
+    for row in rows:
+        payment = f"payment {row['id']} {row['status']} of {row['amount_won']} won"
+        if row["payment_rows"] > 1 or row["out_rows"] > 1:
+            report.fail(campaign_id, "a pledge payment enters and leaves the money ledger at most once",
+                        f"{payment}: {row['payment_rows']} payment row(s), "
+                        f"{row['out_rows']} refund or settlement row(s)")
+        received_won = row["amount_won"] if row["status"] in ("paid", "settled", "refunded") else 0
+        if row["payment_won"] != received_won:
+            report.fail(campaign_id, "the money ledger receives each paid pledge payment in full",
+                        f"{payment}: payment rows {row['payment_won']} won, expected {received_won} won")
+        held_won = row["amount_won"] if row["status"] == "paid" else 0
+        ledger_held_won = row["payment_won"] - row["refund_won"] - row["settlement_won"]
+        if ledger_held_won != held_won:
+            report.fail(campaign_id, "pledge payment's ledger in minus out = what it holds",
+                        f"{payment}: payment {row['payment_won']} - refund {row['refund_won']} - settlement "
+                        f"{row['settlement_won']} = {ledger_held_won} won, holds {held_won} won")
+        if row["refund_won"] != row["refunded_won"]:
+            report.fail(campaign_id, "every full refund of a pledge payment is a money-ledger row",
+                        f"{payment}: refunds table {row['refunded_won']} won, "
+                        f"money-ledger refund rows {row['refund_won']} won")
+        if row["other_supplier_rows"]:
+            report.fail(campaign_id, "a pledge payment's ledger rows name the campaign's supplier",
+                        f"{payment}: {row['other_supplier_rows']} row(s) of another supplier")
 
 
 async def _check_failed_refunds(report: Report, db: Any, campaign: Mapping[str, Any]) -> None:
@@ -1173,6 +1247,7 @@ async def check_campaign_invariants(
                                 [r for r in client_receipts if r.campaign_id == campaign_id],
                                 held=campaign["status"] == "held")
         await _check_campaign_orders(report, db, campaign, terms, campaign_events)
+        await check_pledge_payment_money(report, db, campaign_id)
         if campaign["status"] == "failed":
             await _check_failed_refunds(report, db, campaign)
         if campaign_live is not None:
@@ -1182,8 +1257,23 @@ async def check_campaign_invariants(
 
 
 async def check_orders_money(db: Any, order_ids: Iterable[int]) -> None:
-    """Check `check_order_money` on each given order (any channel), and raise one AssertionError listing what broke."""
+    """Check `check_order_money` on each given order (any channel), and raise one AssertionError listing what broke.
+
+    A group-buy order's campaign also gets `check_pledge_payment_money`, so the
+    up-front payments that paid or were refunded around the order are checked too.
+    """
     report = CampaignReport()
-    for order in await db.fetch("SELECT * FROM orders WHERE id = ANY($1::bigint[]) ORDER BY id", sorted(order_ids)):
+    orders = await db.fetch("SELECT * FROM orders WHERE id = ANY($1::bigint[]) ORDER BY id", sorted(order_ids))
+    for order in orders:
         await check_order_money(report, db, None, order)
+    for campaign_id in sorted({order["campaign_id"] for order in orders if order["campaign_id"] is not None}):
+        await check_pledge_payment_money(report, db, campaign_id)
+    report.raise_if_failed()
+
+
+async def check_pledge_payments_money(db: Any, campaign_ids: Iterable[int]) -> None:
+    """Check `check_pledge_payment_money` on each given campaign, and raise one AssertionError listing what broke."""
+    report = CampaignReport()
+    for campaign_id in sorted(set(campaign_ids)):
+        await check_pledge_payment_money(report, db, campaign_id)
     report.raise_if_failed()

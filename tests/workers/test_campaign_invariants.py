@@ -30,6 +30,7 @@ async def test_campaign_checker_rejects_corruptions(db, campaigns, campaign_cons
     await check_campaign_invariants(db, campaigns, receipts=receipts, sink_messages=messages)
 
     first_order = f"(SELECT min(id) FROM orders WHERE campaign_id = {campaign_id})"
+    first_payment = f"(SELECT min(id) FROM pledge_payments WHERE campaign_id = {campaign_id})"
     supplier_user = market.supplier.user_id
     cases = [
         ("pledge event deleted", [f"DELETE FROM pledge_events WHERE campaign_id = {campaign_id} AND seq = 1"],
@@ -55,6 +56,40 @@ async def test_campaign_checker_rejects_corruptions(db, campaigns, campaign_cons
         ("refund missing from the money ledger", [f"DELETE FROM money_ledger WHERE order_id = {first_order}"
                                                   " AND entry IN ('overpayment', 'refund')"],
          {}, "every refund of an order is a money-ledger row"),
+        ("pledge payment's receipt deleted", [f"DELETE FROM money_ledger WHERE pledge_payment_id = {first_payment}"
+                                             " AND entry = 'payment'"],
+         {}, "the money ledger receives each paid pledge payment in full"),
+        ("pledge payment received twice",
+         ["DROP INDEX money_ledger_pledge_payment_in_key",
+          "INSERT INTO money_ledger (pledge_payment_id, supplier_id, entry, amount_won) SELECT pledge_payment_id,"
+          f" supplier_id, entry, amount_won FROM money_ledger WHERE pledge_payment_id = {first_payment}"
+          " AND entry = 'payment'"],
+         {}, "a pledge payment enters and leaves the money ledger at most once"),
+        ("settlement row off by one won", ["UPDATE money_ledger SET amount_won = amount_won - 1"
+                                           f" WHERE pledge_payment_id = {first_payment} AND entry = 'settlement'"],
+         {}, "pledge payment's ledger in minus out = what it holds"),
+        ("settlement rows short of the order", ["UPDATE money_ledger SET amount_won = amount_won - 1"
+                                                f" WHERE pledge_payment_id = {first_payment} AND entry = 'settlement'"],
+         {}, "the money ledger receives what the buyer paid up front"),
+        ("full refund missing from the money ledger",
+         ["INSERT INTO refunds (source_key, payment_id, user_id, amount_won, reason)"
+          " SELECT 'pledge_payment:' || id || ':refund', id, user_id, amount_won, 'pledge_cancelled'"
+          f" FROM pledge_payments WHERE id = {first_payment}"],
+         {}, "every full refund of a pledge payment is a money-ledger row"),
+        ("settled payment without its order",
+         ["ALTER TABLE pledge_payments DROP CONSTRAINT pledge_payments_settled_order_check",
+          f"UPDATE pledge_payments SET order_id = NULL WHERE id = {first_payment}"],
+         {}, "a settled payment names the order it paid"),
+        ("payments settled into an unpaid order",
+         [f"UPDATE orders SET status = 'awaiting_payment', paid_at = NULL WHERE id = {first_order}"],
+         {}, "payments are settled only into a paid order"),
+        ("pledge payment row of another supplier",
+         ["INSERT INTO suppliers (name, business_no, representative, phone, email, address, kind, is_local, status)"
+          " SELECT name, '0000000000', representative, phone, 'other-' || email, address, kind, is_local, status"
+          f" FROM suppliers WHERE id = {market.supplier_id}",
+          "UPDATE money_ledger SET supplier_id = (SELECT max(id) FROM suppliers)"
+          f" WHERE pledge_payment_id = {first_payment}"],
+         {}, "a pledge payment's ledger rows name the campaign's supplier"),
         ("supplier pledged to its own goods", [f"UPDATE pledge_events SET user_id = {supplier_user}"
                                                f" WHERE campaign_id = {campaign_id} AND seq = 1"],
          {}, "supplier never pledges to its own goods"),
