@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
 
+import asyncpg
+import pytest
+import redis.asyncio
+
+from engine.db import create_pool
 from engine.errors import DomainError
+from engine.groupbuy.closing import close_due_campaigns
+from engine.groupbuy.live import CampaignLive
 from engine.groupbuy.payments import (
+    CARD,
     confirm_pledge_deposit,
     expire_hold,
+    record_pledge_ledger_entries,
     record_up_front_payment,
     release_key,
 )
+from engine.keys import Keys
+from engine.orders import confirm_deposit
 from workers.campaigns import CampaignOrderCanceller, HoldExpirer
-from invariants import check_campaign_invariants
+from invariants import check_campaign_invariants, check_orders_money
 from groupbuy_testkit import (
     campaign_consumer,
     campaigns,
@@ -37,6 +48,23 @@ async def pay_up_front(market, campaigns, campaign_id, member, units, *, confirm
     if confirm:
         await confirm_pledge_deposit(market.db, payment_id, market.staff)
     return payment_id
+
+
+async def pledge_ledger(db: asyncpg.Pool, campaign_id: int) -> list[tuple[int, str, int]]:
+    """Return the money-ledger rows of the campaign's pledge payments as (payment id, entry, won), in row order."""
+    rows = await db.fetch(
+        """SELECT m.pledge_payment_id, m.entry, m.amount_won FROM money_ledger m
+           JOIN pledge_payments p ON p.id = m.pledge_payment_id
+           WHERE p.campaign_id = $1 ORDER BY m.id""",
+        campaign_id,
+    )
+    return [(row["pledge_payment_id"], row["entry"], row["amount_won"]) for row in rows]
+
+
+async def order_ledger_counts(db: asyncpg.Pool, order_id: int) -> dict[str, int]:
+    """Count an order's money-ledger rows per entry kind."""
+    rows = await db.fetch("SELECT entry, count(*) AS n FROM money_ledger WHERE order_id = $1 GROUP BY entry", order_id)
+    return {row["entry"]: row["n"] for row in rows}
 
 
 async def lapse_hold(db, payment_id: int) -> None:  # type: ignore[no-untyped-def]
@@ -281,3 +309,209 @@ async def test_unpaid_order_cancelled_without_price_change(
     subjects = [str(m.message["Subject"]) for m in smtp_sink.messages if m.message["To"] == market.emails[members[2].user_id]]
     assert any("주문이 취소되었습니다" in subject for subject in subjects)
     await check_campaign_invariants(db, campaigns, sink_messages=smtp_sink.messages)
+
+
+# -- the money ledger of pledge payments -----------------------------------------------
+
+
+async def test_failed_campaign_refunds_in_ledger_once(db, campaigns, campaign_consumer, wk_settings, market):
+    """A failed up-front campaign records each paid payment's receipt and full refund once, and no unpaid one."""
+    campaign_id = await make_campaign(
+        market, campaigns, payment_timing="up_front", min_total_units=20, tiers=[[20, 9_000], [30, 8_000]]
+    )
+    by_card, by_transfer, unpaid = [await market.member(name) for name in ("김가영", "이나래", "박다솜")]
+    await pledge(market, campaigns, campaign_id, by_card, 2)
+    card_payment = await record_up_front_payment(db, campaign_id, by_card.user_id, 2, 2 * AT_MOST_WON, method=CARD)
+    transfer_payment = await pay_up_front(market, campaigns, campaign_id, by_transfer, 3, confirm=True)
+    unpaid_payment = await pay_up_front(market, campaigns, campaign_id, unpaid, 4, confirm=False)
+    assert await pledge_ledger(db, campaign_id) == [
+        (card_payment, "payment", 2 * AT_MOST_WON), (transfer_payment, "payment", 3 * AT_MOST_WON),
+    ]
+    await wait_until_deadline(campaigns, campaign_id)
+
+    assert await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id) == "failed"
+    await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id)
+
+    assert await pledge_ledger(db, campaign_id) == [
+        (card_payment, "payment", 2 * AT_MOST_WON), (transfer_payment, "payment", 3 * AT_MOST_WON),
+        (card_payment, "refund", 2 * AT_MOST_WON), (transfer_payment, "refund", 3 * AT_MOST_WON),
+    ]
+    refunds = await db.fetch("SELECT payment_id, order_id, amount_won FROM refunds ORDER BY payment_id")
+    assert [(r["payment_id"], r["order_id"], r["amount_won"]) for r in refunds] == [
+        (card_payment, None, 2 * AT_MOST_WON), (transfer_payment, None, 3 * AT_MOST_WON),
+    ]
+    assert await db.fetchval("SELECT status FROM pledge_payments WHERE id = $1", unpaid_payment) == "expired"
+    assert await db.fetchval("SELECT count(*) FROM money_ledger WHERE pledge_payment_id = $1", unpaid_payment) == 0
+    await check_campaign_invariants(db, campaigns)
+
+
+async def test_close_difference_refund_in_ledger_once(db, campaigns, campaign_consumer, wk_settings, market):
+    """A successful close moves each paid payment to its order once and refunds the difference once, on the order.
+
+    A member who paid and then cancelled the pledge gets one full refund of the payment.
+    """
+    campaign_id = await make_campaign(market, campaigns, payment_timing="up_front")
+    first, second, quitter = [await market.member(name) for name in ("김가영", "이나래", "박다솜")]
+    first_payment = await pay_up_front(market, campaigns, campaign_id, first, 4, confirm=True)
+    second_payment = await pay_up_front(market, campaigns, campaign_id, second, 6, confirm=True)
+    quitter_payment = await pay_up_front(market, campaigns, campaign_id, quitter, 2, confirm=True)
+    await pledge(market, campaigns, campaign_id, quitter, 0)
+    await wait_until_deadline(campaigns, campaign_id)
+
+    assert await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id) == "succeeded"
+    await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id)
+
+    orders = await orders_by_user(db, campaign_id)
+    assert set(orders) == {first.user_id, second.user_id}
+    ledger = await pledge_ledger(db, campaign_id)
+    assert sorted(ledger) == sorted([
+        (first_payment, "payment", 4 * AT_MOST_WON), (first_payment, "settlement", 4 * AT_MOST_WON),
+        (second_payment, "payment", 6 * AT_MOST_WON), (second_payment, "settlement", 6 * AT_MOST_WON),
+        (quitter_payment, "payment", 2 * AT_MOST_WON), (quitter_payment, "refund", 2 * AT_MOST_WON),
+    ])
+    for member, payment_id, units in ((first, first_payment, 4), (second, second_payment, 6)):
+        order = orders[member.user_id]
+        assert await db.fetchval("SELECT order_id FROM pledge_payments WHERE id = $1", payment_id) == order["id"]
+        assert await order_ledger_counts(db, order["id"]) == {"sale": 1, "commission": 1, "overpayment": 1, "refund": 1}
+        sums = await ledger_sums(db, order["id"])
+        assert sums["overpayment"] == sums["refund"] == units * (AT_MOST_WON - 8_000)
+        # The payment moved to the order pays its sale and the difference refunded.
+        assert sums["sale"] + sums["overpayment"] == units * AT_MOST_WON
+    refund_rows = await db.fetchval("SELECT count(*) FROM money_ledger WHERE entry = 'refund'")
+    assert refund_rows == await db.fetchval("SELECT count(*) FROM refunds") == 3
+    await check_campaign_invariants(db, campaigns)
+    await check_orders_money(db, [order["id"] for order in orders.values()])
+
+
+async def test_deposit_confirmation_in_ledger_once(db, campaigns, campaign_consumer, wk_settings, market):
+    """A deposit confirmed twice, one after the other or at once, is received in the money ledger once."""
+    campaign_id = await make_campaign(market, campaigns, duration_s=3600, payment_timing="up_front")
+    sequential, concurrent = await market.member("김가영"), await market.member("이나래")
+    first_payment = await pay_up_front(market, campaigns, campaign_id, sequential, 3, confirm=True)
+    with pytest.raises(DomainError) as again:
+        await confirm_pledge_deposit(db, first_payment, market.staff)
+    assert again.value.code == "payment_not_awaiting_deposit"
+
+    second_payment = await pay_up_front(market, campaigns, campaign_id, concurrent, 2, confirm=False)
+    results = await asyncio.gather(
+        confirm_pledge_deposit(db, second_payment, market.staff),
+        confirm_pledge_deposit(db, second_payment, market.staff),
+        return_exceptions=True,
+    )
+    errors = [result for result in results if result is not None]
+    assert len(errors) == 1
+    assert isinstance(errors[0], DomainError)
+    assert errors[0].code == "payment_not_awaiting_deposit"
+
+    assert await pledge_ledger(db, campaign_id) == [
+        (first_payment, "payment", 3 * AT_MOST_WON), (second_payment, "payment", 2 * AT_MOST_WON),
+    ]
+    assert await db.fetchval(
+        "SELECT count(*) FROM audit_log WHERE action = 'pledge_payment.confirm_deposit'"
+    ) == 2
+    # The unique indexes reject a second receipt, and a second way out once the payment left.
+    async with db.acquire() as connection:
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await record_pledge_ledger_entries(connection, [first_payment], "payment")
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            await record_pledge_ledger_entries(connection, [first_payment], "refund")
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await record_pledge_ledger_entries(connection, [first_payment], "settlement")
+        finally:
+            await transaction.rollback()
+    await check_campaign_invariants(db, campaigns)
+
+
+async def test_deposit_for_paid_order_refunded_once(db, campaigns, campaign_consumer, wk_settings, market):
+    """A pledge deposit confirmed after its order was paid otherwise is received and refunded in full, once."""
+    campaign_id = await make_campaign(market, campaigns, payment_timing="up_front")
+    member = await market.member()
+    payment_id = await pay_up_front(market, campaigns, campaign_id, member, 10, confirm=False)
+    await wait_until_deadline(campaigns, campaign_id)
+    assert await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id) == "succeeded"
+    order = (await orders_by_user(db, campaign_id))[member.user_id]
+    await confirm_deposit(db, market.staff, order["id"])
+
+    await confirm_pledge_deposit(db, payment_id, market.staff)
+
+    assert await db.fetchval("SELECT status FROM pledge_payments WHERE id = $1", payment_id) == "refunded"
+    assert await pledge_ledger(db, campaign_id) == [
+        (payment_id, "payment", 10 * AT_MOST_WON), (payment_id, "refund", 10 * AT_MOST_WON),
+    ]
+    assert await db.fetchval("SELECT reason FROM refunds WHERE payment_id = $1", payment_id) == "nothing_to_pay"
+    assert await order_ledger_counts(db, order["id"]) == {"sale": 1, "commission": 1}
+    await check_campaign_invariants(db, campaigns)
+    await check_orders_money(db, [order["id"]])
+
+
+async def test_cancelled_order_refunds_payment_once(db, campaigns, campaign_consumer, wk_settings, market):
+    """A lapsed order that its paid payment did not cover is cancelled, and the payment is refunded once."""
+    campaign_id = await make_campaign(market, campaigns, payment_timing="up_front")
+    member = await market.member()
+    payment_id = await pay_up_front(market, campaigns, campaign_id, member, 4, confirm=True)
+    await pledge(market, campaigns, campaign_id, member, 10)
+    await wait_until_deadline(campaigns, campaign_id)
+    assert await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id) == "succeeded"
+    order = (await orders_by_user(db, campaign_id))[member.user_id]
+    assert (order["status"], order["amount_won"]) == ("awaiting_payment", 80_000)
+    assert await pledge_ledger(db, campaign_id) == [(payment_id, "payment", 4 * AT_MOST_WON)]
+
+    await db.execute("UPDATE orders SET payment_due_at = now() - interval '1 second' WHERE id = $1", order["id"])
+    canceller = CampaignOrderCanceller(db)
+    assert await canceller.round() == 1
+    assert await canceller.round() == 0
+
+    assert await pledge_ledger(db, campaign_id) == [
+        (payment_id, "payment", 4 * AT_MOST_WON), (payment_id, "refund", 4 * AT_MOST_WON),
+    ]
+    assert await db.fetchval("SELECT order_id FROM pledge_payments WHERE id = $1", payment_id) is None
+    await check_campaign_invariants(db, campaigns)
+    await check_orders_money(db, [order["id"]])
+
+
+async def test_racing_closers_ledger_rows_once(
+    db, wk_dsn, campaigns, campaign_consumer, wk_settings, market, redis_url
+):
+    """Two closers with their own pools and Redis clients racing write each pledge payment's rows once."""
+    succeeding = await make_campaign(market, campaigns, duration_s=2.0, payment_timing="up_front")
+    failing = await make_campaign(
+        market, campaigns, duration_s=2.0, payment_timing="up_front", min_total_units=20,
+        tiers=[[20, 9_000], [30, 8_000]],
+    )
+    payments: dict[int, list[tuple[int, int]]] = {succeeding: [], failing: []}
+    for campaign_id in (succeeding, failing):
+        for units in (4, 6):
+            member = await market.member()
+            payment_id = await pay_up_front(market, campaigns, campaign_id, member, units, confirm=True)
+            payments[campaign_id].append((payment_id, units * AT_MOST_WON))
+    await wait_until_deadline(campaigns, succeeding)
+    await wait_until_deadline(campaigns, failing)
+    other_db = await create_pool(wk_dsn, min_size=1, max_size=4)
+    other_redis = redis.asyncio.Redis.from_url(redis_url)
+    other_live = CampaignLive(other_redis, Keys(wk_settings.redis_prefix, wk_settings.redis_shards))
+    try:
+        for _ in range(5):
+            await asyncio.gather(
+                close_due_campaigns(db, campaigns, wk_settings),
+                close_due_campaigns(other_db, other_live, wk_settings),
+            )
+            await campaign_consumer.drain()
+    finally:
+        await other_redis.aclose()
+        await other_db.close()
+
+    statuses = dict(await db.fetch("SELECT id, status FROM campaigns WHERE id = ANY($1::bigint[])",
+                                   [succeeding, failing]))
+    assert statuses == {succeeding: "succeeded", failing: "failed"}
+    for campaign_id, way_out in ((succeeding, "settlement"), (failing, "refund")):
+        expected = [(payment_id, "payment", won) for payment_id, won in payments[campaign_id]]
+        expected += [(payment_id, way_out, won) for payment_id, won in payments[campaign_id]]
+        assert sorted(await pledge_ledger(db, campaign_id)) == sorted(expected)
+    orders = await orders_by_user(db, succeeding)
+    for order in orders.values():
+        assert await order_ledger_counts(db, order["id"]) == {"sale": 1, "commission": 1, "overpayment": 1, "refund": 1}
+    assert await db.fetchval("SELECT count(*) FROM refunds") == 4
+    await check_campaign_invariants(db, campaigns)
+    await check_orders_money(db, [order["id"] for order in orders.values()])
