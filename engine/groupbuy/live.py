@@ -285,7 +285,9 @@ class CampaignLive:
 
         On success the reply holds `state` (the hash, with `seq` the final sequence
         number), `pledges` ({user_id: units} as strings) and `snapshot`; otherwise `code`
-        is `campaign_not_loaded`, `not_due` or `not_open` (with `status`).
+        is `campaign_not_loaded`, `not_due` or `not_open` (with `status`). For a campaign
+        staff cancelled it returns `not_open` with `seq`, the seq of its cancel event,
+        and the campaign stays due until `admin(..., "settle", ...)`.
         """
         keys = self.keys
         reply = await self.batcher.run(

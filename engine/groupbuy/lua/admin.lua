@@ -1,14 +1,19 @@
 -- A staff or worker action on a live campaign:
 --   settle   ARGV[3] = final status (succeeded, failed, held, cancelled) after
---            PostgreSQL committed the close; no new sequence number
---   cancel   (no argument) staff cancel an open campaign: one "cancel" event
+--            PostgreSQL committed the close or the cancel; no new sequence number.
+--            Takes the campaign off the deadlines set.
+--   cancel   (no argument) staff cancel an open campaign: one "cancel" event. The
+--            campaign stays in the deadlines set, due at once, until a settle: the
+--            worker's closer then records the cancel in PostgreSQL (refunds, mails)
+--            even when the canceller dies right after this script.
 --   release  ARGV[3] = "user_id:units" or "user_id:units:release_key": an up-front
 --            payment hold expired, so up to that many of the member's units are
 --            released: one "hold_expired" event. Accepted only while the campaign is
 --            open and before its deadline. With a release key (e.g. "hold:42") the
 --            release happens once: a repeat returns {ok=true, retry=true}, and the key
 --            is stored as the event's client id.
--- Returns {ok=true, seq=..., snapshot=...} or {ok=false, code=...}.
+-- Returns {ok=true, seq=..., snapshot=...} or {ok=false, code=...}; not_open also
+-- carries the campaign's status and seq.
 
 local state_key     = KEYS[1]
 local pledges_key   = KEYS[2]
@@ -33,7 +38,8 @@ if action == "settle" then
     if not final_statuses[argument] then
         return cjson.encode({ok = false, code = "invalid_status"})
     end
-    if s.status ~= "closing" and s.status ~= argument then
+    -- A cancelled campaign may still settle as held, when PostgreSQL held it.
+    if s.status ~= "closing" and s.status ~= "cancelled" and s.status ~= argument then
         return cjson.encode({ok = false, code = "not_closing", status = s.status})
     end
     s.status = argument
@@ -45,7 +51,7 @@ if action == "settle" then
 end
 
 if s.status ~= "open" then
-    return cjson.encode({ok = false, code = "not_open", status = s.status})
+    return cjson.encode({ok = false, code = "not_open", status = s.status, seq = gb_num(s.seq)})
 end
 
 local kind, user_field, units_text, delta_text = action, actor_id, "", ""
@@ -53,7 +59,7 @@ local client_text = ""
 local published_user, published_units, published_delta = tonumber(actor_id) or 0, cjson.null, cjson.null
 if action == "cancel" then
     s.status = "cancelled"
-    redis.call("ZREM", deadlines_key, s.campaign_id)
+    redis.call("ZADD", deadlines_key, now_ms, s.campaign_id)
 elseif action == "release" then
     if now_ms >= gb_num(s.deadline_ms) then
         return cjson.encode({ok = false, code = "campaign_closed"})

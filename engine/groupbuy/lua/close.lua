@@ -3,7 +3,9 @@
 -- its deadline has passed, or when it is sold out with "close when sold out" on.
 -- Returns {ok=true, state=..., pledges=..., snapshot=...}, or an error code when it
 -- is not due; a campaign already closing returns its state again, so a closer that
--- died after this step can finish the job.
+-- died after this step can finish the job. A cancelled campaign returns not_open with
+-- the seq of its cancel event and stays in the deadlines set: the settle that follows
+-- PostgreSQL's record of the cancel takes it off.
 
 local state_key     = KEYS[1]
 local pledges_key   = KEYS[2]
@@ -33,6 +35,8 @@ if s.status == "open" then
         "units", "", "delta", "", "committed", s.committed, "participants", s.participants,
         "server_ms", gb_fmt(now_ms))
     gb_publish(channel, "close", gb_snapshot(s, now_ms), 0, cjson.null, cjson.null)
+elseif s.status == "cancelled" then
+    return cjson.encode({ok = false, code = "not_open", status = s.status, seq = gb_num(s.seq)})
 elseif s.status ~= "closing" then
     redis.call("ZREM", deadlines_key, s.campaign_id)
     return cjson.encode({ok = false, code = "not_open", status = s.status})

@@ -29,5 +29,8 @@ end
 local s = gb_read(state_key)
 if s.status == "open" or s.status == "closing" then
     gb_schedule(deadlines_key, s, gb_now_ms())
+elseif s.status == "cancelled" then
+    -- Due at once, so the closer records a cancel PostgreSQL may not have settled yet.
+    redis.call("ZADD", deadlines_key, gb_now_ms(), s.campaign_id)
 end
 return 1

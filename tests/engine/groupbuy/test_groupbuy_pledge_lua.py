@@ -379,7 +379,10 @@ async def test_sold_out_without_switch_stays_open(live: CampaignLive) -> None:
 
 
 async def test_staff_cancel(live: CampaignLive, redis_client: redis.asyncio.Redis) -> None:
-    """A cancel is one event with the next seq; later pledges are rejected as cancelled."""
+    """A cancel is one event with the next seq; later pledges are rejected as cancelled.
+
+    The campaign stays due until a settle, so the closer records the cancel in PostgreSQL.
+    """
     await _load(live)
     await _pledge(live, 1, 5, "a")
     async with _published(redis_client, live.keys) as events:
@@ -387,9 +390,17 @@ async def test_staff_cancel(live: CampaignLive, redis_client: redis.asyncio.Redi
     assert reply == {**reply, "ok": True, "seq": 2}
     assert [e["event"] for e in events] == ["cancel"]
     assert (await _pledge(live, 1, 6, "b")).code == "campaign_cancelled"
-    assert (await live.admin(CAMPAIGN_ID, "cancel"))["code"] == "not_open"
+    again = await live.admin(CAMPAIGN_ID, "cancel")
+    assert (again["code"], again["status"], again["seq"]) == ("not_open", "cancelled", 2)
     assert [entry["kind"] for entry in await _stream(live)] == ["pledge", "cancel"]
-    assert await live.due_campaigns(live.keys.shard_of(CAMPAIGN_ID)) == []
+    shard = live.keys.shard_of(CAMPAIGN_ID)
+    assert await live.due_campaigns(shard) == [CAMPAIGN_ID]
+    close = await live.begin_close(CAMPAIGN_ID)
+    assert (close["code"], close["status"], close["seq"]) == ("not_open", "cancelled", 2)
+    assert await live.due_campaigns(shard) == [CAMPAIGN_ID]
+    assert (await live.admin(CAMPAIGN_ID, "settle", "cancelled"))["ok"]
+    assert await live.due_campaigns(shard) == []
+    assert [entry["kind"] for entry in await _stream(live)] == ["pledge", "cancel"]
 
 
 async def test_release_expired_hold(live: CampaignLive, redis_client: redis.asyncio.Redis) -> None:
