@@ -718,8 +718,8 @@ async def _check_redis_only(
 #   (`source_key` campaign:ID:user:ID) at the final unit price, the tier the close's
 #   total reached; any other campaign has none;
 # - money: per order, see `check_order_money`; per pledge payment, see
-#   `check_pledge_payment_money`; a failed campaign's paid payments are refunded in
-#   full, once;
+#   `check_pledge_payment_money`; a failed or cancelled campaign's paid payments are
+#   refunded in full, once;
 # - mail: as for lots, one outbox row per (event, recipient), delivered at most once;
 # - live state: after a close Redis and PostgreSQL agree on status, seq, committed
 #   units and unit price;
@@ -1123,7 +1123,7 @@ async def check_pledge_payment_money(report: Report, db: Any, campaign_id: int) 
 
 
 async def _check_failed_refunds(report: Report, db: Any, campaign: Mapping[str, Any]) -> None:
-    """Check that a failed campaign refunded every paid up-front payment in full, once, and keeps none paid."""
+    """Check that a failed or cancelled campaign refunded every paid up-front payment in full, once, and keeps none."""
     rows = await db.fetch(
         """SELECT p.id, p.status, p.amount_won, coalesce(sum(r.amount_won), 0) AS refunded, count(r.id) AS n
            FROM pledge_payments p LEFT JOIN refunds r ON r.payment_id = p.id
@@ -1132,7 +1132,7 @@ async def _check_failed_refunds(report: Report, db: Any, campaign: Mapping[str, 
     )
     for row in rows:
         if row["status"] in ("paid", "settled", "awaiting_deposit"):
-            report.fail(campaign["id"], "a failed campaign keeps no payment",
+            report.fail(campaign["id"], "a failed or cancelled campaign keeps no payment",
                         f"payment {row['id']} is {row['status']}")
         if row["status"] == "refunded" and (row["n"], row["refunded"]) != (1, row["amount_won"]):
             report.fail(campaign["id"], "a refunded payment is refunded in full once",
@@ -1248,7 +1248,7 @@ async def check_campaign_invariants(
                                 held=campaign["status"] == "held")
         await _check_campaign_orders(report, db, campaign, terms, campaign_events)
         await check_pledge_payment_money(report, db, campaign_id)
-        if campaign["status"] == "failed":
+        if campaign["status"] in ("failed", "cancelled"):
             await _check_failed_refunds(report, db, campaign)
         if campaign_live is not None:
             _check_campaign_live_agrees(report, campaign, campaign_events, await campaign_live.snapshot(campaign_id))

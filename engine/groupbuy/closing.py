@@ -17,6 +17,15 @@ safe to repeat:
 3. `settle_live` copies the final status to Redis, which takes the campaign off the
    deadlines set.
 
+A staff cancel (`engine.groupbuy.staff.cancel_campaign`) replaces step 1: Redis
+moves the open campaign to cancelled with one `cancel` event and keeps it due, and
+Redis runs only one of the cancel and the close, whichever comes first. Steps 2 and
+3 then settle it like a failed close, with the cancel event as the final event:
+the campaign becomes cancelled, every pledge is released, every paid up-front
+payment is refunded in full, payments awaiting a deposit expire, and each member
+with units or such a payment is mailed once. The canceller settles it itself, and
+the closer settles it when the canceller died or gave up waiting for the ledger.
+
 Two closers racing serialize on the row lock, and the second only settles. A closer
 killed between steps 2 and 3 leaves the campaign closing in Redis and in the
 deadlines set, so the next round settles it. `orders.source_key` and
@@ -46,6 +55,7 @@ from engine.groupbuy.ledger import hold_campaign
 from engine.groupbuy.live import CampaignLive
 from engine.groupbuy.payments import refund_payment_in_full, settle_payments, source_key
 from engine.groupbuy.rules import (
+    CANCELLED,
     FAILED,
     FINAL_STATUSES,
     HELD,
@@ -55,7 +65,7 @@ from engine.groupbuy.rules import (
     unit_price_for,
 )
 from engine.mail import groupbuy as mails
-from engine.mail.templates import KST
+from engine.mail.templates import KST, Mail
 
 log = logging.getLogger("jangteo.groupbuy.closing")
 
@@ -64,7 +74,7 @@ WAITING = "waiting"  # the ledger has not caught up yet; the next round tries ag
 GAP_REASON = "ledger gap"
 ACK_REASON = ACKNOWLEDGED_MISSING
 AHEAD_REASON = "ledger ahead of live state"
-NO_CLOSE_REASON = "final event is not a close"
+NO_CLOSE_REASON = "final event is neither a close nor a cancel"
 TOTALS_REASON = "ledger totals disagree with pledges"
 
 
@@ -123,7 +133,7 @@ FOR UPDATE OF c
 async def finalize_campaign(
     db: asyncpg.Pool, campaign_id: int, final_seq: int, *, hold_gap: bool = False
 ) -> CampaignCloseOutcome:
-    """Record the result of a campaign that Redis closed at `final_seq`, exactly once.
+    """Record the result of a campaign that Redis closed or cancelled at `final_seq`, exactly once.
 
     Returns `waiting` while the ledger misses a sequence number, unless `hold_gap` is
     set, which holds the campaign instead. A campaign already final returns its status.
@@ -164,13 +174,13 @@ async def _record_result(
     events = await connection.fetch(
         "SELECT * FROM pledge_events WHERE campaign_id = $1 AND seq <= $2 ORDER BY seq", campaign_id, final_seq
     )
-    close = events[-1]
-    if close["kind"] != "close":
+    final = events[-1]
+    if final["kind"] not in ("close", "cancel"):
         await _hold(connection, campaign_id, final_seq, NO_CLOSE_REASON)
         return CampaignCloseOutcome(campaign_id, HELD)
     pledges = replay_pledges(events)
-    committed = close["committed_units"]
-    participants = close["participants"]
+    committed = final["committed_units"]
+    participants = final["participants"]
     if sum(pledges.values()) != committed or len(pledges) != participants:
         await _hold(connection, campaign_id, final_seq, TOTALS_REASON)
         return CampaignCloseOutcome(campaign_id, HELD)
@@ -178,11 +188,7 @@ async def _record_result(
     terms = terms_from_row(campaign)
     state = CampaignState(status="closing", seq=final_seq, committed_units=committed,
                           participants=participants, pledges=pledges)
-    closed_at = close["server_at"]
-    emails = {
-        row["id"]: row["email"]
-        for row in await connection.fetch("SELECT id, email FROM users WHERE id = ANY($1::bigint[])", list(pledges))
-    }
+    closed_at = final["server_at"]
     # Locked here, after the campaign row, in the order every payment writer uses.
     payments = await connection.fetch(
         "SELECT * FROM pledge_payments WHERE campaign_id = $1 ORDER BY id FOR UPDATE", campaign_id
@@ -190,8 +196,18 @@ async def _record_result(
     by_user: dict[int, list[asyncpg.Record]] = {}
     for payment in payments:
         by_user.setdefault(payment["user_id"], []).append(payment)
+    emails = {
+        row["id"]: row["email"]
+        for row in await connection.fetch(
+            "SELECT id, email FROM users WHERE id = ANY($1::bigint[])", sorted(set(pledges) | set(by_user))
+        )
+    }
 
-    if minimum_met(terms, state):
+    if final["kind"] == "cancel":
+        price_won = None
+        notice = await _record_cancel(connection, campaign, final_seq, committed, pledges, by_user, emails)
+        outcome = CampaignCloseOutcome(campaign_id, CANCELLED)
+    elif minimum_met(terms, state):
         price_won = unit_price_for(terms, committed)
         await connection.execute(
             """UPDATE campaigns SET status = 'succeeded', final_unit_price_won = $2, final_units = $3,
@@ -228,7 +244,7 @@ async def _record_result(
         )
         outcome = CampaignCloseOutcome(campaign_id, FAILED)
     # Payments of members with no units left at the close (they cancelled or reduced
-    # to 0 after paying) are refunded whatever the result.
+    # to 0 after paying) are refunded whatever the result. A cancel took them all already.
     for user_payments in by_user.values():
         await _refund_all(connection, campaign_id, user_payments, "pledge_cancelled")
     await outbox.enqueue(
@@ -240,6 +256,44 @@ async def _record_result(
         campaign_id, outcome.status, final_seq, committed, participants, price_won, outcome.orders,
     )
     return outcome
+
+
+async def _record_cancel(
+    connection: asyncpg.Connection,
+    campaign: asyncpg.Record,
+    final_seq: int,
+    committed: int,
+    pledges: dict[int, int],
+    by_user: dict[int, list[asyncpg.Record]],
+    emails: dict[int, str],
+) -> Mail:
+    """Record a staff cancel: release every pledge and take every payment out of `by_user`.
+
+    Paid payments are refunded in full and payments awaiting a deposit expire. Each
+    member with units at the cancel, or with a payment refunded or expired now, gets
+    one mail. Returns the supplier's mail.
+    """
+    campaign_id = campaign["id"]
+    await connection.execute(
+        """UPDATE campaigns SET status = 'cancelled', final_units = $2, final_seq = $3, closed_at = now()
+           WHERE id = $1""",
+        campaign_id, committed, final_seq,
+    )
+    for user_id in sorted(set(pledges) | set(by_user)):
+        payments = by_user.pop(user_id, [])
+        unpaid_won = sum(p["amount_won"] for p in payments if p["status"] == "awaiting_deposit")
+        refund_won = await _refund_all(connection, campaign_id, payments, "campaign_cancelled")
+        units = pledges.get(user_id, 0)
+        email = emails.get(user_id)
+        if email and (units or refund_won or unpaid_won):
+            mail = mails.cancelled(
+                campaign_id=campaign_id, title=campaign["title"], reason=campaign["cancel_reason"], units=units,
+                refund_won=refund_won, unpaid_won=unpaid_won,
+            )
+            await outbox.enqueue(connection, f"campaign:{campaign_id}:cancelled", email, mail.subject, mail.body)
+    return mails.supplier_cancelled(
+        campaign_id=campaign_id, title=campaign["title"], reason=campaign["cancel_reason"], total_units=committed
+    )
 
 
 async def _refund_all(
@@ -324,12 +378,17 @@ async def settle_live(live: CampaignLive, campaign_id: int, status: str) -> bool
 async def close_campaign(
     db: asyncpg.Pool, live: CampaignLive, settings: Settings, campaign_id: int, *, gaps: GapWatch | None = None
 ) -> CampaignCloseOutcome:
-    """Close one due campaign: stop it in Redis, record it in PostgreSQL, settle Redis."""
+    """Close one due campaign: stop it in Redis, record it in PostgreSQL, settle Redis.
+
+    A campaign staff cancelled in Redis is due as well, and its cancel is recorded the same way.
+    """
     reply = await live.begin_close(campaign_id)
-    if not reply.get("ok"):
+    if reply.get("ok"):
+        final_seq = int(reply["state"]["seq"])
+    elif reply.get("code") == "not_open" and reply.get("status") == CANCELLED:
+        final_seq = int(reply["seq"])
+    else:
         return await _close_rejected(db, live, campaign_id, reply)
-    state: Mapping[str, Any] = reply["state"]
-    final_seq = int(state["seq"])
     hold_gap = await _gap_is_final(live, settings, campaign_id, gaps or GapWatch())
     outcome = await finalize_campaign(db, campaign_id, final_seq, hold_gap=hold_gap)
     if outcome.status == WAITING:
@@ -362,8 +421,7 @@ async def _close_rejected(
         await load_campaign(db, live, campaign_id)
         return CampaignCloseOutcome(campaign_id, WAITING)
     if code == "not_open":
-        # Redis has already settled this campaign (or staff cancelled it); the script
-        # took it off the deadlines set.
+        # Redis has already settled this campaign; the script took it off the deadlines set.
         return CampaignCloseOutcome(campaign_id, reply.get("status") or "")
     return CampaignCloseOutcome(campaign_id, WAITING)
 

@@ -165,3 +165,44 @@ def order_cancelled_unpaid(*, campaign_id: int, title: str, order_no: str, due_a
         body += _("미리 결제하신 {refund}은 전액 환불됩니다.\n").format(refund=format_won(refund_won))
     body += _("이미 입금하셨다면 고객센터로 연락해 주세요.\n")
     return Mail(subject, body)
+
+
+def cancelled(
+    *, campaign_id: int, title: str, reason: str | None, units: int, refund_won: int, unpaid_won: int
+) -> Mail:
+    """Build a member's mail when staff cancelled the campaign.
+
+    `units` are the member's units at the cancel (0 for a member who only had a
+    payment), `refund_won` the paid up-front payments refunded in full, and
+    `unpaid_won` the bank transfers still awaiting their deposit, which are no longer owed.
+    """
+    subject = _subject(_("공동구매가 취소되었습니다: {title}").format(title=one_line(title)))
+    body = _("공동구매가 운영자에 의해 취소되었습니다: #{campaign_id} '{title}'\n").format(
+        campaign_id=campaign_id, title=one_line(title, 200)
+    )
+    if reason:
+        body += _("취소 사유: {reason}\n").format(reason=one_line(reason, 500))
+    body += "\n"
+    if units:
+        body += _("신청하신 {units}개는 취소되었습니다.\n").format(units=units)
+    if refund_won:
+        body += _("미리 결제하신 {refund}은 전액 환불됩니다.\n").format(refund=format_won(refund_won))
+    if unpaid_won:
+        body += _(
+            "입금을 기다리던 {amount}은 더 이상 입금하지 않으셔도 됩니다.\n"
+            "이미 입금하셨다면 고객센터로 연락해 주세요.\n"
+        ).format(amount=format_won(unpaid_won))
+    body += _("불편을 드려 죄송합니다.\n")
+    return Mail(subject, body)
+
+
+def supplier_cancelled(*, campaign_id: int, title: str, reason: str | None, total_units: int) -> Mail:
+    """Build the supplier's mail when staff cancelled the campaign, so nothing is to be prepared."""
+    subject = _subject(_("공동구매가 취소되었습니다: {title}").format(title=one_line(title)))
+    body = _("공동구매가 운영자에 의해 취소되었습니다: #{campaign_id} '{title}' (취소 시점 신청 {units}개)\n").format(
+        campaign_id=campaign_id, title=one_line(title, 200), units=total_units
+    )
+    if reason:
+        body += _("취소 사유: {reason}\n").format(reason=one_line(reason, 500))
+    body += _("준비할 상품은 없습니다.\n")
+    return Mail(subject, body)
