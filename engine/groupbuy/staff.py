@@ -63,7 +63,7 @@ def _require_cancellable(campaign_id: int, status: str) -> None:
     if status not in CANCELLABLE_STATUSES:
         raise DomainError(
             "campaign_not_open", f"campaign {campaign_id} is {status}; staff cancel only scheduled or open campaigns",
-            campaign_id=campaign_id, status=status,
+            campaign_id=campaign_id, campaign_status=status,
         )
 
 
@@ -114,7 +114,7 @@ async def cancel_campaign(
                 raise DomainError(
                     "campaign_not_open",
                     f"campaign {campaign_id} is {live_status} in Redis; a close began first, so it cannot be cancelled",
-                    campaign_id=campaign_id, status=str(live_status),
+                    campaign_id=campaign_id, campaign_status=str(live_status),
                 )
             cancel_seq = int(reply["seq"])
             # A repeat records the reason only when no earlier cancel did.

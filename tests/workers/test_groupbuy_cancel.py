@@ -321,7 +321,7 @@ async def test_cancel_loses_to_close_begun_first(db, campaigns, campaign_consume
 
     with pytest.raises(DomainError) as rejected:
         await cancel_campaign(db, campaigns, market.staff, campaign_id, REASON)
-    assert (rejected.value.code, rejected.value.detail["status"]) == ("campaign_not_open", "closing")
+    assert (rejected.value.code, rejected.value.detail["campaign_status"]) == ("campaign_not_open", "closing")
 
     assert await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id) == "succeeded"
     campaign = await db.fetchrow("SELECT cancel_reason, cancelled_by FROM campaigns WHERE id = $1", campaign_id)

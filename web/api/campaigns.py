@@ -1,4 +1,4 @@
-"""The group-buy API: campaigns, their live state, creation by staff, and the member's pledge.
+"""The group-buy API: campaigns, their live state, creation and cancel by staff, and the member's pledge.
 
 A pledge states the member's new total: `units` is a JSON integer or a string of
 plain ASCII digits, and 0 cancels. Floats, booleans, signs and separators are
@@ -16,8 +16,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from engine.errors import DomainError
+from engine.groupbuy import staff as campaign_staff
 from engine.groupbuy.campaigns import create_campaign
+from engine.groupbuy.closing import WAITING, CampaignCloseOutcome
 from engine.groupbuy.live import CampaignSnapshot
+from engine.groupbuy.rules import HELD
 from web.api import ApiRoutes, json_response, read_json
 from web.errors import ApiError
 from web.live.bids import actor_of, api_error_for
@@ -140,6 +143,23 @@ _RECEIPT_SCHEMA: dict[str, Any] = {
     },
 }
 
+_CANCEL_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["reason"],
+    "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": campaign_staff.MAX_REASON_CHARS,
+                              "description": "Why staff cancel the group buy; quoted in the members' mails."}},
+}
+_CANCELLED_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "campaign_id": {"type": "integer"},
+        "status": {"type": "string", "enum": ["cancelled", "held"],
+                   "description": "held: cancelled in the live state, but held for staff review because its "
+                                  "pledge record does not add up; nothing is refunded yet."},
+        "settled": {"type": "boolean",
+                    "description": "false while the pledge record is behind: the worker refunds and mails later."},
+    },
+}
+
 # -- shapes --------------------------------------------------------------------------
 
 
@@ -184,6 +204,14 @@ def pledge_accepted_json(accepted: PledgeAccepted) -> dict[str, Any]:
         "pay_at_most_won": pay_at_most,
         "payment_id": accepted.payment_id,
         "live": live_json(snapshot) if snapshot else None,
+    }
+
+
+def cancel_json(outcome: CampaignCloseOutcome) -> dict[str, Any]:
+    return {
+        "campaign_id": outcome.campaign_id,
+        "status": HELD if outcome.status == HELD else "cancelled",
+        "settled": outcome.status != WAITING,
     }
 
 
@@ -287,3 +315,20 @@ async def post_campaign(request: Request) -> JSONResponse:
     if view is None:
         raise ApiError("campaign_not_found", campaign_id=campaign_id)
     return json_response(campaign_json(view, await live.snapshot(campaign_id)), 201)
+
+
+@routes.route("POST", "/campaigns/{campaign_id}/cancel",
+              summary="Staff: cancel a scheduled or open group buy; every pledge is released and every up-front "
+                      "payment refunded (audited)",
+              request_schema=_CANCEL_SCHEMA, responses={200: _CANCELLED_SCHEMA})
+async def cancel_campaign(request: Request) -> JSONResponse:
+    user = _require_staff(request)
+    campaign_id = _campaign_id(request)
+    data = await read_json(request)
+    try:
+        outcome = await campaign_staff.cancel_campaign(
+            request.app.state.db, campaign_live(request.app), actor_of(user), campaign_id, data.get("reason")
+        )
+    except DomainError as error:
+        raise api_error_for(error.code, error.detail) from None
+    return json_response(cancel_json(outcome))

@@ -108,6 +108,8 @@ CAMPAIGN_ERRORS: tuple[tuple[str, int, str], ...] = (
     ("tiers_not_ascending", 422, N_("Tier thresholds must rise from one tier to the next.")),
     ("tier_prices_not_descending", 422, N_("Tier prices must fall from one tier to the next.")),
     ("product_not_approved", 409, N_("The product is not approved for sale yet.")),
+    ("campaign_not_open", 409, N_("This group buy is closing, closed or held for review, so it can no longer be cancelled.")),
+    ("invalid_cancel_reason", 422, N_("Enter the reason for cancelling, 1 to {max_chars} characters.")),
 )
 
 for _code, _status, _msgid in (*BID_ERRORS, *LOT_ERRORS, *STAFF_ERRORS, *PLEDGE_ERRORS, *CAMPAIGN_ERRORS):

@@ -1,7 +1,9 @@
-"""The staff console: running lots updating live, and the staff actions on them.
+"""The staff console: running lots updating live, and the staff actions on lots and group buys.
 
 Every action is a POST with the CSRF token (htmx sends it from `<body hx-headers>`),
 runs the engine's staff function (which audits it) and returns a result fragment.
+The group-buy cancel also works as a plain form: it then redirects to the campaign
+page, or shows the error page.
 """
 
 from __future__ import annotations
@@ -10,16 +12,20 @@ import logging
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from engine.auction import staff as staff_actions
 from engine.errors import DomainError
+from engine.groupbuy import staff as campaign_staff
+from engine.groupbuy.closing import CampaignCloseOutcome
+from engine.groupbuy.rules import CANCELLED, HELD
 from web import ids  # noqa: F401  (registers the {lot_id:id} convertor used below)
 from web.errors import ApiError
 from web.i18n import gettext
 from web.live import auction_live
 from web.live.bids import actor_of, api_error_for
+from web.live.campaign_hub import campaign_live
 from web.live.lot_input import parse_datetime
 from web.security import require_role, role_required
 
@@ -90,9 +96,45 @@ async def void(request: Request) -> Response:
     return await _run(request, "void")
 
 
+async def cancel_campaign(request: Request) -> Response:
+    user = _require_staff(request)
+    campaign_id = request.path_params["campaign_id"]
+    form = await request.form()
+    state = request.app.state
+    locale = getattr(request.state, "locale", "ko")
+    htmx = request.headers.get("hx-request") == "true"
+    try:
+        outcome = await campaign_staff.cancel_campaign(
+            state.db, campaign_live(request.app), actor_of(user), campaign_id, str(form.get("reason", ""))
+        )
+    except DomainError as error:
+        api_error = api_error_for(error.code, error.detail)
+        if not htmx:
+            raise api_error from None
+        return _answer(request, error=api_error)
+    if not htmx:
+        return RedirectResponse(f"/campaigns/{campaign_id}", status_code=303)
+    return _answer(request, message=cancel_message(locale, outcome))
+
+
+def cancel_message(locale: str, outcome: CampaignCloseOutcome) -> str:
+    """Return the staff's result line for a campaign cancel."""
+    values = {"id": outcome.campaign_id}
+    if outcome.status == HELD:
+        return gettext(locale, "Group buy #%(id)s was cancelled, but it is held for review because its pledge "
+                               "record does not add up. Nothing was refunded yet.") % values
+    if outcome.status == CANCELLED:
+        return gettext(locale, "Group buy #%(id)s was cancelled. Every pledge is released, and up-front payments "
+                               "are refunded in full.") % values
+    return gettext(locale, "Group buy #%(id)s was cancelled. Refunds and mails follow once the pledge record "
+                           "has caught up.") % values
+
+
 routes = [
     Route("/staff", console, methods=["GET"], name="staff_console"),
     Route("/staff/lots/{lot_id:id}/cancel", cancel, methods=["POST"], name="staff_cancel"),
     Route("/staff/lots/{lot_id:id}/extend", extend, methods=["POST"], name="staff_extend"),
     Route("/staff/lots/{lot_id:id}/void", void, methods=["POST"], name="staff_void"),
+    Route("/staff/campaigns/{campaign_id:int}/cancel", cancel_campaign, methods=["POST"],
+          name="staff_campaign_cancel"),
 ]
