@@ -43,6 +43,7 @@ log = logging.getLogger("jangteo.web.live")
 # (server error), 1012 (service restart) and 1013 (try again later).
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_SERVICE_RESTART = 1012
 CLOSE_TRY_AGAIN_LATER = 1013
 
@@ -174,7 +175,7 @@ class Watcher:
         text = "".join([item.text for item in batch.values()])
         try:
             task = start_eagerly(self.websocket.send({"type": "websocket.send", "text": text}))
-        except _SEND_ERRORS as error:
+        except Exception as error:  # noqa: BLE001 - the batch is gone either way
             self._send_failed(error)
             return
         if task is not None:
@@ -187,17 +188,21 @@ class Watcher:
             return
         error = task.exception()
         if error is not None:
-            if not isinstance(error, _SEND_ERRORS):
-                log.error("ws send failed error=%s", type(error).__name__)
             self._send_failed(error)
         elif self._pending and self._flusher is not None:
             self._flusher.mark(self)
 
     def _send_failed(self, error: BaseException) -> None:
-        # The client went away mid-send. The receive loop gets the disconnect.
-        log.debug("ws send stopped error=%s", type(error).__name__)
-        self.closed = True
-        self._pending.clear()
+        if isinstance(error, _SEND_ERRORS):
+            # The client went away mid-send. The receive loop gets the disconnect.
+            log.debug("ws send stopped error=%s", type(error).__name__)
+            self.closed = True
+            self._pending.clear()
+            return
+        # The batch is lost, so the client must reconnect for a fresh snapshot. The
+        # htmx ws extension reconnects on 1011.
+        log.error("ws send failed error=%s", type(error).__name__, exc_info=error)
+        self.close(CLOSE_INTERNAL_ERROR, "try again")
 
     # -- the connection's side -------------------------------------------------------
 
@@ -227,8 +232,8 @@ class Watcher:
 class _Flusher:
     """The watchers of one event loop that have something to send, flushed in one callback."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
+        # No reference to the loop: it is this flusher's key in `_flushers`, a weak one.
         self._marked: dict[Watcher, None] = {}
         self._scheduled = False
 
@@ -236,7 +241,7 @@ class _Flusher:
         self._marked[watcher] = None
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         marked, self._marked = self._marked, {}
@@ -254,5 +259,5 @@ _flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = weak
 def _flusher_of(loop: asyncio.AbstractEventLoop) -> _Flusher:
     flusher = _flushers.get(loop)
     if flusher is None:
-        flusher = _flushers[loop] = _Flusher(loop)
+        flusher = _flushers[loop] = _Flusher()
     return flusher

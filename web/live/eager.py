@@ -10,6 +10,8 @@ instead of a task wake-up, which is most of the fan-out's cost per watcher.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -26,7 +28,28 @@ def start_eagerly(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T] | None:
         awaited = coro.send(None)
     except StopIteration:
         return None
-    return asyncio.get_running_loop().create_task(_finish(coro, awaited))
+    task = asyncio.get_running_loop().create_task(_finish(coro, awaited))
+    task.add_done_callback(functools.partial(_cancel_unstarted, coro, awaited))
+    return task
+
+
+def _cancel_unstarted(coro: Coroutine[Any, Any, Any], awaited: Any, task: asyncio.Task[Any]) -> None:
+    """Deliver a cancellation that hit the task before its first step to `coro`.
+
+    Such a cancellation ends `_finish` before its body runs, so `coro` would stay
+    suspended until garbage collection. As with `Task.cancel`, the future it waits
+    for is cancelled and the coroutine sees CancelledError where it is suspended.
+    """
+    if not task.cancelled() or inspect.getcoroutinestate(coro) != inspect.CORO_SUSPENDED:
+        return
+    if awaited is not None:
+        awaited.cancel()
+    try:
+        coro.throw(asyncio.CancelledError())
+    except (asyncio.CancelledError, StopIteration):
+        return
+    # It awaited something else after the cancellation. Nothing would resume it now.
+    coro.close()
 
 
 async def _finish(coro: Coroutine[Any, Any, T], awaited: Any) -> T:

@@ -96,3 +96,26 @@ async def test_coroutine_may_swallow_a_cancellation_and_return() -> None:
     await asyncio.sleep(0)
     task.cancel()
     assert await task == "gave up"
+
+
+async def test_cancel_before_first_step_reaches_the_coroutine() -> None:
+    """A task cancelled in the pass that started it still delivers CancelledError to the coroutine."""
+    writable = asyncio.Event()
+    seen: list[str] = []
+
+    async def send() -> str:
+        try:
+            await writable.wait()
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+        return "sent"
+
+    task = start_eagerly(send())
+    assert task is not None
+    task.cancel()  # no await in between: the task has not taken its first step
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert seen == ["cancelled"]
+    assert not writable._waiters
