@@ -38,6 +38,10 @@ log = logging.getLogger("jangteo.complexorders")
 # Each attempt after the first follows a change to the member's pledge that landed
 # between the read and the pledge, so more than a few means the pledge keeps changing.
 MAX_PLEDGE_ATTEMPTS = 5
+# Sends of one attempt when Redis fails to answer. The pledge may have been applied
+# without its reply arriving, so the same pledge (same client id) is sent again: the
+# script then returns the first receipt instead of applying it a second time.
+MAX_SENDS_PER_ATTEMPT = 3
 
 
 @dataclass(frozen=True)
@@ -153,14 +157,16 @@ async def _move_pledge(
         current = await member_pledge(db, live, campaign_id, actor.user_id)
         for attempt in range(1, MAX_PLEDGE_ATTEMPTS + 1):
             new_total = max(0, current + delta_units)
-            outcome = await submit_pledge(db, live, actor, campaign_id, new_total, client_id,
-                                          expected_units=current)
+            outcome = await _send_pledge(db, live, actor, campaign_id, new_total, client_id, expected_units=current)
             if outcome.code != "pledge_changed":
                 return current, new_total, outcome
-            assert outcome.member_units is not None  # every rejection carries the member's total
             log.info("complex campaign pledge changed meanwhile campaign_id=%s user_id=%s expected=%s "
                      "current=%s attempt=%s", campaign_id, actor.user_id, current, outcome.member_units, attempt)
-            current = outcome.member_units
+            # Every rejection carries the member's total; read it if this one did not.
+            if outcome.member_units is not None:
+                current = outcome.member_units
+            else:
+                current = await member_pledge(db, live, campaign_id, actor.user_id)
     except (RedisError, OSError) as error:
         log.warning("complex campaign pledge not confirmed campaign_id=%s user_id=%s error=%s",
                     campaign_id, actor.user_id, type(error).__name__)
@@ -173,6 +179,24 @@ async def _move_pledge(
         f"the pledge in campaign {campaign_id} changed during each of {MAX_PLEDGE_ATTEMPTS} attempts; try again",
         campaign_id=campaign_id,
     )
+
+
+async def _send_pledge(
+    db: asyncpg.Pool, live: CampaignLive, actor: Actor, campaign_id: int, units: int, client_id: str,
+    *, expected_units: int,
+) -> PledgeOutcome:
+    """Submit one pledge, sending it again with the same client id when Redis does not answer.
+
+    Raises the last RedisError or OSError after `MAX_SENDS_PER_ATTEMPT` sends; the
+    pledge may or may not have been applied then.
+    """
+    for send in range(1, MAX_SENDS_PER_ATTEMPT):
+        try:
+            return await submit_pledge(db, live, actor, campaign_id, units, client_id, expected_units=expected_units)
+        except (RedisError, OSError) as error:
+            log.warning("complex campaign pledge sent again campaign_id=%s user_id=%s send=%s error=%s",
+                        campaign_id, actor.user_id, send, type(error).__name__)
+    return await submit_pledge(db, live, actor, campaign_id, units, client_id, expected_units=expected_units)
 
 
 def _client_id() -> str:

@@ -324,3 +324,39 @@ async def test_concurrent_pledges_lose_nothing(pg_pool, campaigns, complex_world
     page_position = next(i for i, entry in enumerate(entries) if entry["client"] == "page-racing")
     after_page = sum(int(entry["delta"]) for entry in entries[page_position + 1:])
     assert await campaigns.pledges(campaign_id) == {member.user_id: 10 + after_page}
+
+
+class ReplyLostOnce(CampaignLive):
+    """A CampaignLive whose first compare-and-set pledge is applied in Redis but whose reply is lost."""
+
+    def __init__(self, live: CampaignLive) -> None:
+        super().__init__(live.redis, live.keys)
+        self.lost = 0
+
+    async def pledge(self, campaign_id: int, *, user_id: int, client_id: str, units: int | str,
+                     pledger_supplier_id: int | None = None, expected_units: int | None = None) -> PledgeOutcome:
+        outcome = await super().pledge(campaign_id, user_id=user_id, client_id=client_id, units=units,
+                                       pledger_supplier_id=pledger_supplier_id, expected_units=expected_units)
+        if expected_units is not None and not self.lost:
+            assert outcome.accepted, outcome.code
+            self.lost += 1
+            raise ConnectionError("reply lost after the script ran")
+        return outcome
+
+
+async def test_lost_reply_moves_pledge_once(pg_pool, campaigns, complex_world: ComplexWorld,
+                                            make_complex: ComplexFactory) -> None:
+    """A pledge applied whose reply was lost is sent again with its client id and counted once."""
+    complex_order, campaign_id = await campaign_complex(pg_pool, campaigns, complex_world, make_complex)
+    campaign_item = complex_order.items[1].id
+    member = complex_world.members[7]
+    assert (await submit_pledge(pg_pool, campaigns, actor(member), campaign_id, 2, "page-first")).accepted
+
+    lossy = ReplyLostOnce(campaigns)
+    await order(pg_pool, lossy, member, complex_order, ("106", "104"), {campaign_item: 3})
+
+    assert lossy.lost == 1
+    assert await campaigns.pledges(campaign_id) == {member.user_id: 2 + 3}
+    assert await line_quantities(pg_pool, complex_order) == {member.user_id: 3}
+    complex_entries = [entry for entry in await ledger(campaigns, campaign_id) if entry["client"].startswith("complex-")]
+    assert [(entry["units"], entry["delta"]) for entry in complex_entries] == [("5", "3")]
