@@ -42,7 +42,9 @@ class Settings(BaseSettings):
     payment_due_s: int = 48 * 3600
     ledger_gap_grace_s: int = 30
     # Stored Idempotency-Key results are kept at least this long (then purged by the worker).
-    idempotency_retention_s: int = 24 * 3600
+    # At least 300 s, the time after which a claim of a running request may be taken
+    # over (`web.idempotency.IN_PROGRESS_TIMEOUT_S`), so no running request loses its claim.
+    idempotency_retention_s: int = Field(default=24 * 3600, ge=300)
 
     # Login attempts per (client address, email), and per client address over all
     # emails, so one address cannot try a password against many accounts.

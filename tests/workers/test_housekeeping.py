@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
+from engine.config import Settings
 from engine.housekeeping import purge_idempotency_keys
+from web.idempotency import IN_PROGRESS_TIMEOUT_S
 
 
 async def store_key(db, user_id: int, key: str, age_s: int) -> None:  # type: ignore[no-untyped-def]
@@ -40,3 +45,10 @@ async def test_purge_works_through_batches(db, market):
     assert deleted == 7
     assert await stored_keys(db) == {"fresh"}
     assert await purge_idempotency_keys(db, retention_s=60, batch_size=3) == 0
+
+
+def test_retention_below_claim_timeout_rejected():
+    """A retention shorter than a running request's claim would let the purge delete that claim."""
+    with pytest.raises(ValidationError):
+        Settings(idempotency_retention_s=299)
+    assert Settings(idempotency_retention_s=IN_PROGRESS_TIMEOUT_S).idempotency_retention_s == IN_PROGRESS_TIMEOUT_S
