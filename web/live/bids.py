@@ -97,4 +97,8 @@ def api_error_for(code: str, detail: dict[str, object]) -> ApiError:
         log.error("bid rejected with unregistered code=%s", code)
         return ApiError("bad_request", reason=code)
     safe = {key: value for key, value in detail.items() if isinstance(value, (int, str)) and not isinstance(value, bool)}
-    return ApiError(code, **safe)
+    # Set after construction: a detail named like an ApiError parameter (`status`,
+    # `headers`) must stay a detail, not become the HTTP status or the headers.
+    error = ApiError(code)
+    error.detail = safe
+    return error
