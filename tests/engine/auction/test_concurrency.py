@@ -199,7 +199,7 @@ async def test_concurrent_bids_at_end(live: AuctionLive, keys: Keys, redis_url: 
 
 async def test_batcher_sends_concurrent_calls_in_one_pipeline(redis_client: redis.asyncio.Redis, keys: Keys) -> None:
     """Calls issued in one event-loop pass share one pipeline; awaited one by one, each gets its own."""
-    batcher = CountingBatcher(redis_client)
+    batcher = CountingBatcher(redis_client, max_batch=512)
     live = AuctionLive(redis_client, keys, batcher=batcher)
     terms = await _load(live)
     batcher.pipelines.clear()
@@ -247,7 +247,7 @@ async def test_batcher_isolates_failing_call(redis_client: redis.asyncio.Redis, 
 
 async def test_batcher_sends_commands_with_scripts(redis_client: redis.asyncio.Redis, keys: Keys) -> None:
     """Plain commands and script calls of one event-loop pass share one pipeline and get their own replies."""
-    batcher = CountingBatcher(redis_client)
+    batcher = CountingBatcher(redis_client, max_batch=512)
     live = AuctionLive(redis_client, keys, batcher=batcher)
     await _load(live)
     counter = f"{keys.prefix}:counter"
@@ -290,7 +290,7 @@ async def private_client(private_redis: PrivateRedis) -> AsyncIterator[redis.asy
 async def test_noscript_retries_only_missing_calls(private_client: redis.asyncio.Redis) -> None:
     """After SCRIPT FLUSH, calls that hit NOSCRIPT are loaded and sent again; every call applies exactly once."""
     keys = Keys("jtt-private", 4)
-    batcher = CountingBatcher(private_client)
+    batcher = CountingBatcher(private_client, max_batch=512)
     live = AuctionLive(private_client, keys, batcher=batcher)
 
     # A fresh server has no script loaded, so the load fails with NOSCRIPT and is sent again.
