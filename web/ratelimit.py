@@ -16,10 +16,12 @@ All keys of both start with `Keys.rate_limit_prefix`.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
@@ -73,6 +75,15 @@ async def check_user_rate(request: Request, name: str, rate: str, identity: str)
     so switching a limit between the two functions starts its counts afresh.
     Raises RedisError when Redis is unreachable: the caller fails closed.
     """
+    raise_if_limited(await submit_user_rate(request, name, rate, identity))
+
+
+def submit_user_rate(request: Request, name: str, rate: str, identity: str) -> asyncio.Future[Any]:
+    """Queue the hit of `check_user_rate` now and return the future of its reply, for `raise_if_limited`.
+
+    Calls queued before the caller awaits go out in the same event-loop pass, so a
+    rate limit and another check share the round trip.
+    """
     state = request.app.state
     batcher: ScriptBatcher = state.batcher
     item = parse_rate(rate)
@@ -80,7 +91,12 @@ async def check_user_rate(request: Request, name: str, rate: str, identity: str)
     # The limit and window are part of the key, as in `limits`, so a changed rate
     # never reads hit times counted under the old one.
     key = f"{state.keys.rate_limit_prefix}:window/{name}/{identity}/{item.amount}/{window_s}"
-    allowed, retry_after_ms = await batcher.run(MOVING_WINDOW_SCRIPT, (key,), (item.amount, window_s * 1000))
+    return batcher.submit(MOVING_WINDOW_SCRIPT, (key,), (item.amount, window_s * 1000))
+
+
+def raise_if_limited(reply: Any) -> None:
+    """Raise 429 `rate_limited` when the moving-window script's reply rejected the hit."""
+    allowed, retry_after_ms = reply
     if allowed:
         return
     raise _rate_limited(max(1, math.ceil(int(retry_after_ms) / 1000)))

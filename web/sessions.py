@@ -20,6 +20,7 @@ changing a role, and their next request is anonymous (401).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -214,6 +215,41 @@ class SessionStore:
         expired = [member for member, exists in zip(members, alive) if not exists]
         if expired:
             await self.redis.srem(key, *expired)
+
+
+class SessionEnded(Exception):
+    """The session of a long-lived connection was revoked or ended; the connection must stop."""
+
+
+class SessionCheck:
+    """A batched EXISTS of a websocket's session, queued before the command's own Redis calls.
+
+    A socket reads its session once at the handshake, so before each command it
+    checks that the session still exists. Queued first, the check shares the
+    round trip with the command's rate limit, and the command awaits `alive()` before
+    it changes anything.
+    """
+
+    def __init__(self, reply: asyncio.Future[Any] | None) -> None:
+        self._reply = reply  # None: the socket has no session
+
+    @classmethod
+    def submit(cls, batcher: ScriptBatcher, keys: Keys, session: Session | None) -> SessionCheck:
+        if session is None or session.id is None:
+            return cls(None)
+        return cls(batcher.submit(None, (), ("EXISTS", keys.session(session.id))))
+
+    async def alive(self) -> bool:
+        """Return whether the session still exists; True when the EXISTS failed.
+
+        A command needs Redis too and reports Redis being unreachable in its own reply.
+        """
+        if self._reply is None:
+            return False
+        try:
+            return bool(await self._reply)
+        except RedisError:
+            return True
 
 
 async def revoke_user_sessions(redis: Redis, keys: Keys, user_id: int) -> int:

@@ -35,20 +35,22 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from web.errors import ApiError
 from web.security import origin_allowed
+from web.sessions import SessionCheck, SessionEnded
 
 log = logging.getLogger("jangteo.web.ack_socket")
 
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
 
-# A command gets the socket and the parsed message. It returns the fields of an
-# accepted ack, or raises ApiError to reject the command.
-Command = Callable[[WebSocket, dict[str, Any]], Awaitable[dict[str, Any]]]
+# A command gets the socket, the parsed message and the session check, which it
+# must await (through the place_* functions) before it changes anything. It returns
+# the fields of an accepted ack, raises ApiError to reject the command, or raises
+# SessionEnded.
+Command = Callable[[WebSocket, dict[str, Any], SessionCheck], Awaitable[dict[str, Any]]]
 
 
 async def serve_ack_socket(websocket: WebSocket, commands: Mapping[str, Command], *, expected: str) -> None:
@@ -76,11 +78,18 @@ async def serve_ack_socket(websocket: WebSocket, commands: Mapping[str, Command]
             if len(text) > settings.max_ws_frame_bytes:
                 await websocket.close(CLOSE_MESSAGE_TOO_BIG)
                 return
-            if not await _session_alive(websocket, state.get("session")):
+            app_state = websocket.app.state
+            check = SessionCheck.submit(app_state.batcher, app_state.keys, state.get("session"))
+            try:
+                reply: bytes | None = await _answer(websocket, text, commands, expected, check)
+            except SessionEnded:
+                reply = None
+            # A command that changes anything awaited the check first. One rejected
+            # before that (or none) is answered only while the session is alive.
+            if reply is None or not await check.alive():
                 await _send_error(websocket, ApiError("not_authenticated"))
                 await websocket.close(CLOSE_POLICY_VIOLATION)
                 return
-            reply = await _answer(websocket, text, commands, expected)
             await websocket.send_text(reply.decode())
     except WebSocketDisconnect:
         return
@@ -111,19 +120,9 @@ async def _hello(websocket: WebSocket, session: Any) -> bool:
     return True
 
 
-async def _session_alive(websocket: WebSocket, session: Any) -> bool:
-    """Return whether the socket's session still exists in Redis (one batched EXISTS per command)."""
-    if session is None or session.id is None:
-        return False
-    app_state = websocket.app.state
-    try:
-        return bool(await app_state.batcher.command("EXISTS", app_state.keys.session(session.id)))
-    except RedisError:
-        # The command itself needs Redis too, and reports Redis being unreachable in its own ack.
-        return True
-
-
-async def _answer(websocket: WebSocket, text: str, commands: Mapping[str, Command], expected: str) -> bytes:
+async def _answer(
+    websocket: WebSocket, text: str, commands: Mapping[str, Command], expected: str, check: SessionCheck
+) -> bytes:
     message = _parse_message(text)
     kind = message.get("type") if message is not None else None
     command = commands.get(kind) if isinstance(kind, str) else None
@@ -131,7 +130,7 @@ async def _answer(websocket: WebSocket, text: str, commands: Mapping[str, Comman
         return orjson.dumps({"type": "error", **ApiError("invalid_json", expected=expected).to_json()})
     client_id = message.get("client_id")
     try:
-        fields = await command(websocket, message)
+        fields = await command(websocket, message, check)
     except ApiError as error:
         return orjson.dumps({"type": "ack", "client_id": client_id, "accepted": False, **error.to_json()})
     return orjson.dumps({"type": "ack", "client_id": client_id, "accepted": True, **fields})

@@ -26,21 +26,23 @@ from web.api.lots import live_json
 from web.errors import ApiError
 from web.ids import is_row_id
 from web.live.bids import BidAccepted, place_bid, place_buy_now
+from web.sessions import SessionCheck
 
 
 async def bid_socket(websocket: WebSocket) -> None:
     await serve_ack_socket(websocket, COMMANDS, expected="bid or buy_now message")
 
 
-async def _bid(websocket: WebSocket, message: dict[str, Any]) -> dict[str, Any]:
+async def _bid(websocket: WebSocket, message: dict[str, Any], check: SessionCheck) -> dict[str, Any]:
     lot_id = _lot_id(message)
-    accepted = await place_bid(websocket, lot_id, message.get("amount_won"), message.get("client_id"))  # type: ignore[arg-type]
+    accepted = await place_bid(websocket, lot_id, message.get("amount_won"), message.get("client_id"),  # type: ignore[arg-type]
+                               session_check=check)
     return _accepted_json(accepted)
 
 
-async def _buy_now(websocket: WebSocket, message: dict[str, Any]) -> dict[str, Any]:
+async def _buy_now(websocket: WebSocket, message: dict[str, Any], check: SessionCheck) -> dict[str, Any]:
     lot_id = _lot_id(message)
-    accepted = await place_buy_now(websocket, lot_id, message.get("client_id"))  # type: ignore[arg-type]
+    accepted = await place_buy_now(websocket, lot_id, message.get("client_id"), session_check=check)  # type: ignore[arg-type]
     return _accepted_json(accepted)
 
 

@@ -37,22 +37,24 @@ from web.api.campaigns import pledge_accepted_json
 from web.errors import ApiError
 from web.ids import is_row_id
 from web.live.pledges import place_pledge
+from web.sessions import SessionCheck
 
 
 async def pledge_socket(websocket: WebSocket) -> None:
     await serve_ack_socket(websocket, COMMANDS, expected="pledge or cancel message")
 
 
-async def _pledge(websocket: WebSocket, message: dict[str, Any]) -> dict[str, Any]:
+async def _pledge(websocket: WebSocket, message: dict[str, Any], check: SessionCheck) -> dict[str, Any]:
     campaign_id = _campaign_id(message)
-    accepted = await place_pledge(websocket, campaign_id, message.get("units"), message.get("client_id"))  # type: ignore[arg-type]
+    accepted = await place_pledge(websocket, campaign_id, message.get("units"), message.get("client_id"),  # type: ignore[arg-type]
+                                  session_check=check)
     return pledge_accepted_json(accepted)
 
 
-async def _cancel(websocket: WebSocket, message: dict[str, Any]) -> dict[str, Any]:
+async def _cancel(websocket: WebSocket, message: dict[str, Any], check: SessionCheck) -> dict[str, Any]:
     campaign_id = _campaign_id(message)
     client_id = message["client_id"] if "client_id" in message else secrets.token_urlsafe(16)
-    accepted = await place_pledge(websocket, campaign_id, 0, client_id)  # type: ignore[arg-type]
+    accepted = await place_pledge(websocket, campaign_id, 0, client_id, session_check=check)  # type: ignore[arg-type]
     return pledge_accepted_json(accepted)
 
 

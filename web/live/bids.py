@@ -24,9 +24,9 @@ from web import live as live_package
 from web.errors import ERRORS, ApiError
 from web.live import codes  # noqa: F401  (registers the error codes)
 from web.metrics import BIDS
-from web.ratelimit import check_user_rate
+from web.ratelimit import raise_if_limited, submit_user_rate
 from web.security import require_user
-from web.sessions import CurrentUser
+from web.sessions import CurrentUser, SessionCheck, SessionEnded
 
 log = logging.getLogger("jangteo.web.bids")
 
@@ -46,16 +46,27 @@ def actor_of(user: CurrentUser) -> Actor:
     )
 
 
-async def place_bid(request: Request, lot_id: int, amount: object, client_id: object) -> BidAccepted:
-    """Apply a bid for the signed-in user; raise ApiError on any rejection."""
-    return await _submit(request, lot_id, amount, client_id, buy_now=False)
+async def place_bid(
+    request: Request, lot_id: int, amount: object, client_id: object, *, session_check: SessionCheck | None = None
+) -> BidAccepted:
+    """Apply a bid for the signed-in user; raise ApiError on any rejection.
+
+    A websocket passes its `session_check`: the bid then raises SessionEnded,
+    changing nothing, when the socket's session no longer exists.
+    """
+    return await _submit(request, lot_id, amount, client_id, buy_now=False, session_check=session_check)
 
 
-async def place_buy_now(request: Request, lot_id: int, client_id: object) -> BidAccepted:
-    return await _submit(request, lot_id, None, client_id, buy_now=True)
+async def place_buy_now(
+    request: Request, lot_id: int, client_id: object, *, session_check: SessionCheck | None = None
+) -> BidAccepted:
+    return await _submit(request, lot_id, None, client_id, buy_now=True, session_check=session_check)
 
 
-async def _submit(request: Request, lot_id: int, amount: object, client_id: object, *, buy_now: bool) -> BidAccepted:
+async def _submit(
+    request: Request, lot_id: int, amount: object, client_id: object, *, buy_now: bool,
+    session_check: SessionCheck | None,
+) -> BidAccepted:
     # The account's role and status come from the session copy. Suspending an account
     # through the API revokes its sessions, so its next bid is anonymous (401).
     # NOTE: a suspension written to PostgreSQL by other means stops bids only at the
@@ -64,7 +75,7 @@ async def _submit(request: Request, lot_id: int, amount: object, client_id: obje
     state = request.app.state
     kind = "buy_now" if buy_now else "bid"
     try:
-        await check_user_rate(request, "bid", state.settings.bid_rate, str(user.id))
+        await check_rate_and_session(request, "bid", str(user.id), session_check)
         live: AuctionLive = live_package.auction_live(request.app)
         actor = actor_of(user)
         if buy_now:
@@ -90,6 +101,20 @@ async def _submit(request: Request, lot_id: int, amount: object, client_id: obje
         lot_id, receipt.seq, user.id, receipt.kind, receipt.amount_won, receipt.price_won, receipt.retry,
     )
     return BidAccepted(receipt, outcome.snapshot)
+
+
+async def check_rate_and_session(request: Request, name: str, identity: str, session_check: SessionCheck | None) -> None:
+    """Count a hit against rate limit `name`; with a session check, require the session first.
+
+    The hit is queued after the check, so both share one round trip. Raises
+    SessionEnded, ApiError 429, or RedisError when Redis fails.
+    """
+    reply = submit_user_rate(request, name, request.app.state.settings.bid_rate, identity)
+    if session_check is not None and not await session_check.alive():
+        # Mark the reply's outcome as read, so an error in it is not logged as never retrieved.
+        reply.add_done_callback(lambda done: done.cancelled() or done.exception())
+        raise SessionEnded()
+    raise_if_limited(await reply)
 
 
 def api_error_for(code: str, detail: dict[str, object]) -> ApiError:

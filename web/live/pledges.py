@@ -29,10 +29,10 @@ from engine.groupbuy.payments import record_up_front_payment
 from engine.groupbuy.service import submit_pledge
 from web.errors import ApiError
 from web.live import codes  # noqa: F401  (registers the error codes)
-from web.live.bids import actor_of, api_error_for
+from web.live.bids import actor_of, api_error_for, check_rate_and_session
 from web.live.campaign_hub import campaign_live
-from web.ratelimit import check_user_rate
 from web.security import require_user
+from web.sessions import SessionCheck
 
 log = logging.getLogger("jangteo.web.pledges")
 
@@ -80,12 +80,18 @@ def rejection_detail(outcome: PledgeOutcome) -> dict[str, object]:
     return detail
 
 
-async def place_pledge(request: Request, campaign_id: int, units: object, client_id: object) -> PledgeAccepted:
-    """Set the signed-in member's total for a campaign (0 cancels); raise ApiError on any rejection."""
+async def place_pledge(
+    request: Request, campaign_id: int, units: object, client_id: object, *,
+    session_check: SessionCheck | None = None,
+) -> PledgeAccepted:
+    """Set the signed-in member's total for a campaign (0 cancels); raise ApiError on any rejection.
+
+    A websocket passes its `session_check`, as for `place_bid`.
+    """
     user = require_user(request)
     state = request.app.state
     try:
-        await check_user_rate(request, "pledge", state.settings.bid_rate, str(user.id))
+        await check_rate_and_session(request, "pledge", str(user.id), session_check)
         outcome = await submit_pledge(
             state.db, campaign_live(request.app), actor_of(user), campaign_id,
             units,  # type: ignore[arg-type]  (submit_pledge validates the type)
