@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     bid_rate: str = "30/10seconds"
     max_body_bytes: int = 64 * 1024
     max_ws_frame_bytes: int = 4 * 1024
+    # Seconds a bid or pledge socket may wait before its hello (CSRF token) arrives.
+    ws_hello_timeout_s: float = 10.0
 
     demo_data: bool = True
 

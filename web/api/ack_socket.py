@@ -9,7 +9,9 @@ type) to `serve_ack_socket`, which runs the protocol (JSON text frames):
    the client sees as HTTP 403.
 2. The first message must be `{"type": "hello", "csrf_token": T}` with the
    session's CSRF token (as in `X-CSRF-Token`). The reply is `{"type": "ready"}`.
-   A missing or wrong token gets a `csrf_failed` error and a 1008 close.
+   A missing or wrong token gets a `csrf_failed` error and a 1008 close, and so does
+   no hello within `ws_hello_timeout_s` seconds, so an idle socket that never signs
+   in does not stay open.
 3. Each later message is one command, answered in order by
    `{"type": "ack", "client_id": C, "accepted": true, ...}` with the fields the
    command returns, or by `{"type": "ack", "client_id": C, "accepted": false,
@@ -29,6 +31,7 @@ closed with 1008.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -108,7 +111,11 @@ def _handshake_rejection(websocket: WebSocket, user: Any) -> str | None:
 
 async def _hello(websocket: WebSocket, session: Any) -> bool:
     """Check the first message's CSRF token against the session's, and close with 1008 when it does not match."""
-    text = await _receive_text(websocket)
+    try:
+        text = await asyncio.wait_for(_receive_text(websocket), websocket.app.state.settings.ws_hello_timeout_s)
+    except TimeoutError:
+        log.info("ws hello timed out path=%s", websocket.url.path)
+        text = None
     message = _parse_message(text) if text is not None else None
     expected = session.data.get("csrf") if session is not None else None
     token = message.get("csrf_token") if message is not None and message.get("type") == "hello" else None

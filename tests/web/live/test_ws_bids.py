@@ -7,7 +7,7 @@ import json
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.web.live.conftest import LiveServer, LotFactory, World
+from tests.web.live.conftest import LiveServer, LotFactory, World, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -75,6 +75,22 @@ async def test_wrong_csrf_token_closes(live_server: LiveServer, world: World, cl
         await connection.recv()
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1008
+
+
+async def test_missing_hello_closes(settings, world: World, clients) -> None:
+    """A socket that sends no hello within the timeout gets csrf_failed and a 1008 close."""
+    server = await start_server(settings, ws_hello_timeout_s=0.2)
+    try:
+        member = await clients(server, world.members[0])
+        connection = await member.connect("/ws/bids")
+        reply = json.loads(await connection.recv())
+        assert reply["error"]["code"] == "csrf_failed"
+        with pytest.raises(ConnectionClosed) as closed:
+            await connection.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1008
+    finally:
+        await server.stop()
 
 
 async def test_anonymous_handshake_rejected(live_server: LiveServer, clients) -> None:
