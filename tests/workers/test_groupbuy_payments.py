@@ -515,3 +515,57 @@ async def test_racing_closers_ledger_rows_once(
     assert await db.fetchval("SELECT count(*) FROM refunds") == 4
     await check_campaign_invariants(db, campaigns)
     await check_orders_money(db, [order["id"] for order in orders.values()])
+
+
+async def test_order_deposit_refunds_paid_payment(db, campaigns, campaign_consumer, wk_settings, market):
+    """Staff confirming a partly prepaid order's deposit refunds the member's paid pledge payment in full, once."""
+    campaign_id = await make_campaign(market, campaigns, payment_timing="up_front")
+    member = await market.member()
+    payment_id = await pay_up_front(market, campaigns, campaign_id, member, 4, confirm=True)
+    # The member raises the pledge after paying, so the paid payment no longer covers the order.
+    await pledge(market, campaigns, campaign_id, member, 10)
+    await wait_until_deadline(campaigns, campaign_id)
+    assert await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id) == "succeeded"
+    order = (await orders_by_user(db, campaign_id))[member.user_id]
+    assert (order["status"], order["amount_won"]) == ("awaiting_payment", 80_000)
+    assert await db.fetchval("SELECT status FROM pledge_payments WHERE id = $1", payment_id) == "paid"
+
+    await confirm_deposit(db, market.staff, order["id"])
+
+    assert (await orders_by_user(db, campaign_id))[member.user_id]["status"] == "paid"
+    payment = await db.fetchrow("SELECT status, order_id FROM pledge_payments WHERE id = $1", payment_id)
+    assert payment["status"] == "refunded"
+    assert payment["order_id"] is None
+    refunds = await db.fetch("SELECT payment_id, order_id, amount_won, reason FROM refunds")
+    assert [(r["payment_id"], r["order_id"], r["amount_won"], r["reason"]) for r in refunds] == [
+        (payment_id, None, 4 * AT_MOST_WON, "order_paid_directly")
+    ]
+    assert await pledge_ledger(db, campaign_id) == [
+        (payment_id, "payment", 4 * AT_MOST_WON), (payment_id, "refund", 4 * AT_MOST_WON),
+    ]
+    assert await order_ledger_counts(db, order["id"]) == {"sale": 1, "commission": 1}
+    audit_detail = await db.fetchval(
+        "SELECT detail FROM audit_log WHERE action = 'order.confirm_deposit' AND target_id = $1", order["id"]
+    )
+    assert audit_detail["refunded_payment_ids"] == [payment_id]
+    with pytest.raises(DomainError) as again:
+        await confirm_deposit(db, market.staff, order["id"])
+    assert again.value.code == "order_not_awaiting_payment"
+    assert await db.fetchval("SELECT count(*) FROM refunds") == 1
+    await check_campaign_invariants(db, campaigns)
+    await check_orders_money(db, [order["id"]])
+
+    # The checker fails a paid payment left beside the paid order.
+    async with db.acquire() as connection:
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            await connection.execute("DELETE FROM money_ledger WHERE pledge_payment_id = $1 AND entry = 'refund'",
+                                     payment_id)
+            await connection.execute("DELETE FROM refunds WHERE payment_id = $1", payment_id)
+            await connection.execute("UPDATE pledge_payments SET status = 'paid' WHERE id = $1", payment_id)
+            with pytest.raises(AssertionError) as held:
+                await check_campaign_invariants(connection, campaigns)
+            assert "a paid pledge payment waits only for an order awaiting payment" in str(held.value)
+        finally:
+            await transaction.rollback()
