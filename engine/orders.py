@@ -41,18 +41,12 @@ async def audit(
 async def confirm_deposit(db: asyncpg.Pool, actor: Actor, order_id: int) -> None:
     """Mark a bank-transfer order paid after staff saw the deposit; audited, buyer mailed.
 
-    The deposit pays the whole order, so for a group-buy order the buyer's paid
-    up-front payments of the campaign are refunded in full in the same transaction.
     Raises DomainError `forbidden` for non-staff, `order_not_found`, and
     `order_not_awaiting_payment` when the order is paid, cancelled or refunded.
     """
     require_staff(actor)
-    campaign_id = await db.fetchval("SELECT campaign_id FROM orders WHERE id = $1", order_id)
     async with db.acquire() as connection:
         async with connection.transaction():
-            if campaign_id is not None:
-                # The campaign row first, in the lock order of every pledge-payment writer.
-                await connection.execute("SELECT 1 FROM campaigns WHERE id = $1 FOR NO KEY UPDATE", campaign_id)
             order = await connection.fetchrow(
                 "SELECT o.*, u.email AS buyer_email FROM orders o LEFT JOIN users u ON u.id = o.buyer_id"
                 " WHERE o.id = $1 FOR UPDATE OF o",
@@ -70,21 +64,12 @@ async def confirm_deposit(db: asyncpg.Pool, actor: Actor, order_id: int) -> None
                 "UPDATE orders SET status = 'paid', paid_at = now(), confirmed_by = $2 WHERE id = $1",
                 order_id, actor.user_id,
             )
-            detail = {"amount_won": order["amount_won"]}
-            if campaign_id is not None:
-                # Deferred import, because engine.groupbuy.payments imports this module.
-                from engine.groupbuy.payments import refund_payments_of_paid_order
-
-                refunded = await refund_payments_of_paid_order(connection, campaign_id, order["buyer_id"])
-                detail["refunded_payment_ids"] = [payment_id for payment_id, won in refunded]
-                detail["refund_won"] = sum(won for payment_id, won in refunded)
-            await audit(connection, actor, "order.confirm_deposit", "order", order_id, detail)
+            await audit(connection, actor, "order.confirm_deposit", "order", order_id,
+                        {"amount_won": order["amount_won"]})
             if order["buyer_email"]:
-                # NOTE: this mail does not mention the refund of up-front payments.
                 mail = templates.deposit_confirmed(order_no=order["order_no"], amount_won=order["amount_won"])
                 await outbox.enqueue(connection, f"order:{order_id}:paid", order["buyer_email"], mail.subject, mail.body)
-    log.info("deposit confirmed order_id=%s actor_id=%s refunded_payment_ids=%s",
-             order_id, actor.user_id, detail.get("refunded_payment_ids", []))
+    log.info("deposit confirmed order_id=%s actor_id=%s", order_id, actor.user_id)
 
 
 async def cancel_order_in_transaction(connection: asyncpg.Connection, order: asyncpg.Record) -> None:

@@ -103,30 +103,6 @@ async def refund_payment_in_full(connection: asyncpg.Connection, payment: asyncp
     return payment["amount_won"]
 
 
-async def refund_payments_of_paid_order(
-    connection: asyncpg.Connection, campaign_id: int, user_id: int
-) -> list[tuple[int, int]]:
-    """Refund in full a member's paid payments of a campaign whose order staff marked paid by its own deposit.
-
-    That deposit paid the whole order, so nothing is left for the payments to pay.
-    Returns (payment id, won refunded) for each payment refunded now. A repeat
-    refunds nothing. Payments still awaiting a deposit stay as they are, so a
-    deposit confirmed later is refunded by `confirm_pledge_deposit`. Call inside the
-    transaction that marks the order paid, after locking the campaign row.
-    """
-    payments = await connection.fetch(
-        "SELECT * FROM pledge_payments WHERE campaign_id = $1 AND user_id = $2 AND status = 'paid'"
-        " ORDER BY id FOR UPDATE",
-        campaign_id, user_id,
-    )
-    refunded: list[tuple[int, int]] = []
-    for payment in payments:
-        refund_won = await refund_payment_in_full(connection, payment, "order_paid_directly")
-        if refund_won:
-            refunded.append((payment["id"], refund_won))
-    return refunded
-
-
 async def settle_payments(
     connection: asyncpg.Connection,
     campaign_id: int,
