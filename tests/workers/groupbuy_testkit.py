@@ -21,6 +21,7 @@ from engine.groupbuy.campaigns import CampaignDraft, create_campaign
 from engine.groupbuy.closing import close_due_campaigns
 from engine.groupbuy.ledger import CAMPAIGN_LEDGER
 from engine.groupbuy.live import CampaignLive, PledgeReceipt
+from engine.groupbuy.payments import confirm_pledge_deposit, record_up_front_payment
 from engine.groupbuy.service import submit_pledge
 from engine.keys import Keys
 from worker_testkit import Market
@@ -28,6 +29,7 @@ from worker_testkit import Market
 FINAL = ("succeeded", "failed", "held", "cancelled")
 # 10,000 won list price; 9,000 won from 5 units (the minimum), 8,000 won from 10.
 TIERS = [[5, 9_000], [10, 8_000]]
+AT_MOST_WON = 9_000  # the price at the minimum total of 5 units
 
 
 @pytest_asyncio.fixture
@@ -114,3 +116,23 @@ async def ledger_sums(db: asyncpg.Pool, order_id: int) -> dict[str, int]:
 async def orders_by_user(db: asyncpg.Pool, campaign_id: int) -> dict[int, asyncpg.Record]:
     rows = await db.fetch("SELECT * FROM orders WHERE campaign_id = $1", campaign_id)
     return {row["buyer_id"]: row for row in rows}
+
+
+async def pay_up_front(market, campaigns, campaign_id, member, units, *, confirm: bool) -> int:  # type: ignore[no-untyped-def]
+    """Pledge `units` and record the "at most" bank transfer, confirmed by staff when `confirm` is set."""
+    await pledge(market, campaigns, campaign_id, member, units)
+    payment_id = await record_up_front_payment(market.db, campaign_id, member.user_id, units, units * AT_MOST_WON)
+    if confirm:
+        await confirm_pledge_deposit(market.db, payment_id, market.staff)
+    return payment_id
+
+
+async def pledge_ledger(db: asyncpg.Pool, campaign_id: int) -> list[tuple[int, str, int]]:
+    """Return the money-ledger rows of the campaign's pledge payments as (payment id, entry, won), in row order."""
+    rows = await db.fetch(
+        """SELECT m.pledge_payment_id, m.entry, m.amount_won FROM money_ledger m
+           JOIN pledge_payments p ON p.id = m.pledge_payment_id
+           WHERE p.campaign_id = $1 ORDER BY m.id""",
+        campaign_id,
+    )
+    return [(row["pledge_payment_id"], row["entry"], row["amount_won"]) for row in rows]

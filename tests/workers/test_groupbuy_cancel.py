@@ -16,17 +16,20 @@ from engine.db import create_pool
 from engine.errors import DomainError
 from engine.groupbuy.closing import close_due_campaigns, finalize_campaign
 from engine.groupbuy.live import CampaignLive
-from engine.groupbuy.payments import CARD, confirm_pledge_deposit, record_up_front_payment
+from engine.groupbuy.payments import CARD, record_up_front_payment
 from engine.groupbuy.service import submit_pledge
 from engine.groupbuy.staff import cancel_campaign
 from engine.keys import Keys
 from groupbuy_testkit import (
+    AT_MOST_WON,
     campaign_consumer,
     campaign_counts,
     campaigns,
     close_until_final,
     make_campaign,
+    pay_up_front,
     pledge,
+    pledge_ledger,
     wait_until_deadline,
 )
 from invariants import check_campaign_invariants, check_orders_money
@@ -35,7 +38,6 @@ from workers.campaigns import CampaignCloser
 
 __all__ = ["campaign_consumer", "campaigns"]  # fixtures
 
-AT_MOST_WON = 9_000  # the price at the minimum total of 5 units
 REASON = "산지 태풍 피해로 출하가 어렵습니다"
 
 
@@ -55,26 +57,6 @@ async def draining(consumer: LedgerConsumer) -> AsyncIterator[None]:
     finally:
         stop.set()
         await task
-
-
-async def pay_up_front(market, campaigns, campaign_id, member, units, *, confirm: bool) -> int:  # type: ignore[no-untyped-def]
-    """Pledge `units` and record the "at most" bank transfer, confirmed by staff when `confirm` is set."""
-    await pledge(market, campaigns, campaign_id, member, units)
-    payment_id = await record_up_front_payment(market.db, campaign_id, member.user_id, units, units * AT_MOST_WON)
-    if confirm:
-        await confirm_pledge_deposit(market.db, payment_id, market.staff)
-    return payment_id
-
-
-async def pledge_ledger(db: asyncpg.Pool, campaign_id: int) -> list[tuple[int, str, int]]:
-    """Return the money-ledger rows of the campaign's pledge payments as (payment id, entry, won), in row order."""
-    rows = await db.fetch(
-        """SELECT m.pledge_payment_id, m.entry, m.amount_won FROM money_ledger m
-           JOIN pledge_payments p ON p.id = m.pledge_payment_id
-           WHERE p.campaign_id = $1 ORDER BY m.id""",
-        campaign_id,
-    )
-    return [(row["pledge_payment_id"], row["entry"], row["amount_won"]) for row in rows]
 
 
 async def cancel_mails(db: asyncpg.Pool, campaign_id: int) -> list[str]:

@@ -25,40 +25,21 @@ from engine.orders import confirm_deposit
 from workers.campaigns import CampaignOrderCanceller, HoldExpirer
 from invariants import check_campaign_invariants, check_orders_money
 from groupbuy_testkit import (
+    AT_MOST_WON,
     campaign_consumer,
     campaigns,
     close_until_final,
     ledger_sums,
     make_campaign,
     orders_by_user,
+    pay_up_front,
     pledge,
+    pledge_ledger,
     wait_until_deadline,
 )
 from worker_testkit import send_all
 
 __all__ = ["campaign_consumer", "campaigns"]  # fixtures
-
-AT_MOST_WON = 9_000  # the price at the minimum total of 5 units
-
-
-async def pay_up_front(market, campaigns, campaign_id, member, units, *, confirm: bool) -> int:  # type: ignore[no-untyped-def]
-    """Pledge `units` and record the "at most" bank transfer, confirmed by staff when `confirm` is set."""
-    await pledge(market, campaigns, campaign_id, member, units)
-    payment_id = await record_up_front_payment(market.db, campaign_id, member.user_id, units, units * AT_MOST_WON)
-    if confirm:
-        await confirm_pledge_deposit(market.db, payment_id, market.staff)
-    return payment_id
-
-
-async def pledge_ledger(db: asyncpg.Pool, campaign_id: int) -> list[tuple[int, str, int]]:
-    """Return the money-ledger rows of the campaign's pledge payments as (payment id, entry, won), in row order."""
-    rows = await db.fetch(
-        """SELECT m.pledge_payment_id, m.entry, m.amount_won FROM money_ledger m
-           JOIN pledge_payments p ON p.id = m.pledge_payment_id
-           WHERE p.campaign_id = $1 ORDER BY m.id""",
-        campaign_id,
-    )
-    return [(row["pledge_payment_id"], row["entry"], row["amount_won"]) for row in rows]
 
 
 async def order_ledger_counts(db: asyncpg.Pool, order_id: int) -> dict[str, int]:
