@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 from engine.actors import Actor
 from engine.errors import DomainError
 from engine.groupbuy.campaigns import load_campaign, terms_from_row
-from engine.groupbuy.live import CampaignLive
+from engine.groupbuy.live import CampaignLive, PledgeOutcome
 from engine.groupbuy.rules import at_most_price_won
 from engine.groupbuy.service import submit_pledge
 
