@@ -18,7 +18,7 @@ async def purge_idempotency_keys(db: asyncpg.Pool, *, retention_s: int, batch_si
     than any client's retry window.
 
     NOTE: `idempotency_keys` has no index on `created_at`, so each batch scans the
-    table. Purged every few minutes, the table holds about a day of keyed requests.
+    table. Purged every few minutes, the table contains about a day of keyed requests.
     """
     deleted = 0
     while True:

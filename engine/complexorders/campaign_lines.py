@@ -38,8 +38,8 @@ log = logging.getLogger("jangteo.complexorders")
 # Each attempt after the first follows a change to the member's pledge that landed
 # between the read and the pledge, so more than a few means the pledge keeps changing.
 MAX_PLEDGE_ATTEMPTS = 5
-# Sends of one attempt when Redis fails to answer. The pledge may have been applied
-# without its reply arriving, so the same pledge (same client id) is sent again: the
+# Sends of one attempt when the Redis call fails. The pledge may have been applied
+# without its reply arriving, so the same pledge (same client id) is sent again. The
 # script then returns the first receipt instead of applying it a second time.
 MAX_SENDS_PER_ATTEMPT = 3
 
@@ -185,7 +185,7 @@ async def _send_pledge(
     db: asyncpg.Pool, live: CampaignLive, actor: Actor, campaign_id: int, units: int, client_id: str,
     *, expected_units: int,
 ) -> PledgeOutcome:
-    """Submit one pledge, sending it again with the same client id when Redis does not answer.
+    """Submit one pledge, sending it again with the same client id when the Redis call fails.
 
     Raises the last RedisError or OSError after `MAX_SENDS_PER_ATTEMPT` sends; the
     pledge may or may not have been applied then.

@@ -5,10 +5,10 @@ A cancel runs in two steps, like a close (`engine.groupbuy.closing`):
    open to cancelled with one `cancel` event, and the same transaction records the
    reason, who cancelled it and one `audit_log` row. Redis runs only one of a cancel
    and a close, so a close that began first makes the cancel fail with nothing changed.
-2. Once the ledger holds the cancel event, `closing.finalize_campaign` settles it
-   exactly once, like a failed close: every pledge released, every paid up-front
-   payment refunded in full, pending bank-transfer holds expired, and one mail to
-   each member with units or a payment.
+2. Once the ledger contains the cancel event, `closing.finalize_campaign` settles it
+   exactly once, as it settles a failed close. Every pledge is released, every paid
+   up-front payment is refunded in full, and pending bank-transfer holds expire.
+   Each member with units or a payment gets one mail.
 
 A cancelled campaign stays due in Redis until it is settled, so the worker's closer
 finishes step 2 when the canceller dies after step 1 or the ledger is slow.

@@ -87,8 +87,9 @@ async def serve_ack_socket(websocket: WebSocket, commands: Mapping[str, Command]
                 reply: bytes | None = await _answer(websocket, text, commands, expected, check)
             except SessionEnded:
                 reply = None
-            # A command that changes anything awaited the check first. One rejected
-            # before that (or none) is answered only while the session is alive.
+            # A command that changes anything awaited the check first. A command
+            # rejected before that, or an invalid message, gets its reply only while
+            # the session is alive.
             if reply is None or not await check.alive():
                 await _send_error(websocket, ApiError("not_authenticated"))
                 await websocket.close(CLOSE_POLICY_VIOLATION)

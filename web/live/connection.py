@@ -49,7 +49,7 @@ CLOSE_TRY_AGAIN_LATER = 1013
 
 _unique_keys = itertools.count()
 
-# What a send raises when the client is gone (Starlette, uvicorn, the transport).
+# Exceptions a send raises when the client is gone (Starlette, uvicorn, the transport).
 _SEND_ERRORS = (WebSocketDisconnect, RuntimeError, OSError)
 
 

@@ -38,7 +38,7 @@ def _cancel_unstarted(coro: Coroutine[Any, Any, Any], awaited: Any, task: asynci
 
     Such a cancellation ends `_finish` before its body runs, so `coro` would stay
     suspended until garbage collection. As with `Task.cancel`, the future it waits
-    for is cancelled and the coroutine sees CancelledError where it is suspended.
+    for is cancelled and CancelledError is raised in the coroutine where it is suspended.
     """
     if not task.cancelled() or inspect.getcoroutinestate(coro) != inspect.CORO_SUSPENDED:
         return
@@ -64,8 +64,8 @@ async def _finish(coro: Coroutine[Any, Any, T], awaited: Any) -> T:
                 awaited._asyncio_future_blocking = False
                 await asyncio.wait((awaited,))
         except asyncio.CancelledError:
-            # Cancel what the coroutine waits for, as Task.cancel does, so the
-            # coroutine sees the cancellation where it is suspended.
+            # Cancel the future the coroutine waits for, as Task.cancel does, so
+            # CancelledError is raised in the coroutine where it is suspended.
             if awaited is None or not awaited.cancel():
                 try:
                     awaited = coro.throw(asyncio.CancelledError())
