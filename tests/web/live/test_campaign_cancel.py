@@ -132,6 +132,7 @@ async def test_api_cancel_refunds_once(live_server: LiveServer, world: World, ma
     page = (await payer.http.get(f"/campaigns/{campaign_id}")).text
     assert "취소된 공동구매입니다" in page
     assert 'data-status="cancelled"' in page
+    assert "이 공동구매는 성사됩니다" not in page  # the minimum of 5 was pledged, but it does not go ahead
     assert f'id="campaign-{campaign_id}-pledge-form"' not in page
     english = (await payer.http.get(f"/campaigns/{campaign_id}?lang=en")).text
     assert "This group buy was cancelled. Every pledge is released" in english
@@ -201,6 +202,8 @@ async def test_staff_page_cancel_form(live_server: LiveServer, world: World, mak
     page = (await staff.http.get("/staff/campaigns")).text
     for campaign_id in (by_htmx, by_form):
         assert f'action="/staff/campaigns/{campaign_id}/cancel"' in page
+    assert "· open" not in page
+    assert "참여 받는 중" in page
     assert f'name="csrf_token" value="{staff.csrf_token}"' in page
     htmx = {"HX-Request": "true", "X-CSRF-Token": staff.csrf_token}
 
