@@ -1,4 +1,4 @@
-"""Password hashing (argon2id), the email address rule and the masked names shown on public pages."""
+"""Password hashing (argon2id), the email address rule, the locales and the masked names shown on public pages."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ EMAIL_MAX_CHARS = 254
 # `users_email_plain` (migration 0007) states the same rule in SQL.
 _MAIL_ADDRESS_RE = re.compile(r'[^\s\x00-\x1f\x7f@<>()\[\]\\,;:"]+@[^\s\x00-\x1f\x7f@<>()\[\]\\,;:"]+')
 
+# The languages a member can choose for pages and mails, Korean first (the default).
+# The CHECK constraint `users_locale_known` (migration 0016) states the same list in SQL.
+LOCALES: tuple[str, ...] = ("ko", "en")
+DEFAULT_LOCALE = "ko"
+
 # argon2-cffi 23+ defaults: argon2id, 64 MiB, 3 passes, 4 lanes (the RFC 9106 low-memory profile).
 _hasher = PasswordHasher()
 
@@ -26,6 +31,11 @@ def is_mail_address(text: str) -> bool:
     address can be mailed.
     """
     return len(text) <= EMAIL_MAX_CHARS and _MAIL_ADDRESS_RE.fullmatch(text) is not None
+
+
+def is_locale(value: object) -> bool:
+    """Return whether `value` is one of `LOCALES` ("ko" or "en"), compared exactly."""
+    return isinstance(value, str) and value in LOCALES
 
 
 def hash_password(plain: str) -> str:
