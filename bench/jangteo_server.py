@@ -2,8 +2,9 @@
 
 Environment: BENCH_DATABASE_URL, BENCH_REDIS_URL, BENCH_PORT (for the allowed
 Origin), and the switches of the speed-up comparisons:
-- BENCH_BATCHING=off: every script call is sent on its own (max_batch=1) instead of
-  one pipeline per event-loop pass;
+- BENCH_BATCHING=off: every script call is sent on its own (max_batch=1), as a
+  redis-py call on a pooled connection, instead of in pipelines on the web app's
+  `PipelinedConnection`;
 - BENCH_NO_HIREDIS=1: redis-py parses replies in Python (hiredis hidden from import).
 
 The bid benchmark bids through `/ws/bids` (`web/api/ws_bids.py`) and the pledge
@@ -36,8 +37,8 @@ BENCH_BID_RATE = "100000/10seconds"
 def _disable_batching() -> None:
     original_init = batching.ScriptBatcher.__init__
 
-    def init_unbatched(self: batching.ScriptBatcher, redis, *, max_batch: int = 1) -> None:  # type: ignore[no-untyped-def]
-        original_init(self, redis, max_batch=1)
+    def init_unbatched(self: batching.ScriptBatcher, redis, *, max_batch: int = 1, connection=None) -> None:  # type: ignore[no-untyped-def]
+        original_init(self, redis, max_batch=1, connection=None)
 
     batching.ScriptBatcher.__init__ = init_unbatched  # type: ignore[method-assign]
 

@@ -165,6 +165,16 @@ class PrivateRedis:
         self._process.wait()
         self._process = None
 
+    def pause(self) -> None:
+        """Stop the server's process with SIGSTOP: it keeps its connections but answers nothing."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Continue a paused server with SIGCONT."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
     def restart(self) -> None:
         """Start the server again after kill() or stop(); it reloads its append-only file."""
         self.kill()
@@ -176,6 +186,7 @@ class PrivateRedis:
         """Stop the server with SIGTERM and wait for it to exit."""
         if self._process is None:
             return
+        self.resume()  # a paused server would not act on SIGTERM
         terminate_pid(self._process.pid)
         self._process.wait()
         self._process = None

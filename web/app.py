@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from engine.auction.batching import ScriptBatcher
+from engine.auction.pipelined import PipelinedConnection
 from engine.config import PROJECT_ROOT, Settings, get_settings
 from engine.db.migrate import apply_migrations
 from engine.db.pool import create_pool
@@ -83,6 +84,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         redis: Redis = Redis.from_pool(
             BlockingConnectionPool.from_url(redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_TIMEOUT_S)
         )
+        # Batched calls (bids, pledges, session checks, rate limits) share one connection
+        # that keeps several pipelines in flight (engine/auction/pipelined.py).
+        batch_connection = PipelinedConnection(redis)
         try:
             applied = await apply_migrations(db)
             await redis.ping()
@@ -93,13 +97,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.keys = keys
             app.state.limiter = create_limiter(redis, keys.rate_limit_prefix)
             # One pipeline per event-loop pass for session reads, rate limits and scripts.
-            app.state.batcher = ScriptBatcher(redis)
+            app.state.batcher = ScriptBatcher(redis, connection=batch_connection)
             app.state.templates = templates
             await start_live(app)
             log.info("web started migrations_applied=%d", len(applied))
             yield
         finally:
             await stop_live(app)
+            await batch_connection.close()
             await redis.aclose()
             await db.close()
             log.info("web stopped")

@@ -1,4 +1,8 @@
-"""Concurrent bids keep the ordering invariants; ScriptBatcher pipelines calls and recovers from NOSCRIPT."""
+"""Concurrent bids keep the ordering invariants; ScriptBatcher pipelines calls and recovers from NOSCRIPT.
+
+Each batcher test runs on both transports: redis-py pipelines on the client's pool
+(`pool`) and one `PipelinedConnection` with several pipelines in flight (`pipelined`).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from auction_cases import SUPPLIER_ID, lot_load
 from embedded.redis import PrivateRedis, start_private_redis
 from engine.auction.batching import Script, ScriptBatcher
 from engine.auction.live import BID_SCRIPT, AuctionLive, BidOutcome
+from engine.auction.pipelined import PipelinedConnection, Waiter
 from engine.auction.rules import LotTerms, replay_bids
 from engine.keys import Keys
 from invariants import check_auction_invariants
@@ -25,16 +30,56 @@ BIDS = 500
 LOT_ID = 77
 
 
+TRANSPORTS = ["pool", "pipelined"]
+
+
+class CountingConnection(PipelinedConnection):
+    def __init__(self, redis: redis.asyncio.Redis, pipelines: list[int]) -> None:
+        super().__init__(redis)
+        self.pipelines = pipelines
+
+    def send(self, waiters: Sequence[Waiter]) -> None:
+        self.pipelines.append(len(waiters))
+        super().send(waiters)
+
+
 class CountingBatcher(ScriptBatcher):
     """A ScriptBatcher that records the size of every pipeline it sends to Redis."""
 
-    def __init__(self, redis: redis.asyncio.Redis, **options: Any) -> None:
-        super().__init__(redis, **options)
+    def __init__(self, redis: redis.asyncio.Redis, *, transport: str = "pool", **options: Any) -> None:
         self.pipelines: list[int] = []
+        self.connection = CountingConnection(redis, self.pipelines) if transport == "pipelined" else None
+        super().__init__(redis, connection=self.connection, **options)
 
     async def _pipeline(self, batch: list[Any]) -> list[Any]:
         self.pipelines.append(len(batch))
         return await super()._pipeline(batch)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest_asyncio.fixture
+async def make_batcher(transport: str) -> AsyncIterator[Any]:
+    """Return a factory of CountingBatchers on this test's transport; their connections close afterwards."""
+    created: list[CountingBatcher] = []
+
+    def make(client: redis.asyncio.Redis, **options: Any) -> CountingBatcher:
+        batcher = CountingBatcher(client, transport=transport, **options)
+        created.append(batcher)
+        return batcher
+
+    yield make
+    for batcher in created:
+        if batcher.connection is not None:
+            await batcher.connection.close()
+
+
+@pytest.fixture
+def live(redis_client: redis.asyncio.Redis, keys: Keys, make_batcher: Any) -> AuctionLive:
+    return AuctionLive(redis_client, keys, batcher=make_batcher(redis_client))
 
 
 def _requests(seed: int) -> list[tuple[int, int]]:
@@ -139,14 +184,14 @@ async def test_concurrent_bids_one_client(live: AuctionLive) -> None:
 
 @pytest.mark.parametrize("max_batch", [512, 7], ids=["large batches", "small batches"])
 async def test_concurrent_bids_two_clients(
-    live: AuctionLive, keys: Keys, redis_url: str, max_batch: int
+    live: AuctionLive, keys: Keys, redis_url: str, max_batch: int, make_batcher: Any
 ) -> None:
     """500 concurrent bids through two AuctionLive instances on separate connections keep the invariants."""
     terms = await _load(live)
     other_client = redis.asyncio.Redis.from_url(redis_url)
     try:
-        first = AuctionLive(live.redis, keys, batcher=ScriptBatcher(live.redis, max_batch=max_batch))
-        second = AuctionLive(other_client, keys, batcher=ScriptBatcher(other_client, max_batch=max_batch))
+        first = AuctionLive(live.redis, keys, batcher=make_batcher(live.redis, max_batch=max_batch))
+        second = AuctionLive(other_client, keys, batcher=make_batcher(other_client, max_batch=max_batch))
         requests = _requests(seed=2)
         outcomes = await asyncio.gather(
             *(
@@ -159,11 +204,11 @@ async def test_concurrent_bids_two_clients(
     await _check_invariants(live, terms, requests, outcomes)
 
 
-async def test_concurrent_bids_at_end(live: AuctionLive, keys: Keys, redis_url: str) -> None:
+async def test_concurrent_bids_at_end(live: AuctionLive, keys: Keys, redis_url: str, make_batcher: Any) -> None:
     """Waves of concurrent bids around the end: nothing accepted at or after it, nothing rejected as ended before it."""
     terms = await _load(live, end_in_ms=300, window_s=0)
     other_client = redis.asyncio.Redis.from_url(redis_url)
-    second = AuctionLive(other_client, keys)
+    second = AuctionLive(other_client, keys, batcher=make_batcher(other_client))
     outcomes: list[BidOutcome] = []
     try:
         wave = 0
@@ -197,9 +242,11 @@ async def test_concurrent_bids_at_end(live: AuctionLive, keys: Keys, redis_url: 
 # -- ScriptBatcher -----------------------------------------------------------------------
 
 
-async def test_batcher_sends_concurrent_calls_in_one_pipeline(redis_client: redis.asyncio.Redis, keys: Keys) -> None:
+async def test_batcher_sends_concurrent_calls_in_one_pipeline(
+    redis_client: redis.asyncio.Redis, keys: Keys, make_batcher: Any
+) -> None:
     """Calls issued in one event-loop pass share one pipeline; awaited one by one, each gets its own."""
-    batcher = CountingBatcher(redis_client, max_batch=512)
+    batcher = make_batcher(redis_client, max_batch=512)
     live = AuctionLive(redis_client, keys, batcher=batcher)
     terms = await _load(live)
     batcher.pipelines.clear()
@@ -215,9 +262,11 @@ async def test_batcher_sends_concurrent_calls_in_one_pipeline(redis_client: redi
     await check_auction_invariants(None, live, receipts=outcomes, lot_terms_by_id={LOT_ID: terms})
 
 
-async def test_batcher_splits_at_max_batch(redis_client: redis.asyncio.Redis, keys: Keys) -> None:
+async def test_batcher_splits_at_max_batch(
+    redis_client: redis.asyncio.Redis, keys: Keys, make_batcher: Any
+) -> None:
     """More concurrent calls than max_batch go out as several pipelines, each call once."""
-    batcher = CountingBatcher(redis_client, max_batch=32)
+    batcher = make_batcher(redis_client, max_batch=32)
     live = AuctionLive(redis_client, keys, batcher=batcher)
     terms = await _load(live)
     batcher.pipelines.clear()
@@ -228,9 +277,8 @@ async def test_batcher_splits_at_max_batch(redis_client: redis.asyncio.Redis, ke
     await check_auction_invariants(None, live, receipts=outcomes, lot_terms_by_id={LOT_ID: terms})
 
 
-async def test_batcher_isolates_failing_call(redis_client: redis.asyncio.Redis, keys: Keys) -> None:
+async def test_batcher_isolates_failing_call(live: AuctionLive, keys: Keys) -> None:
     """A call that fails inside Redis raises for its caller only; its neighbours in the pipeline succeed."""
-    live = AuctionLive(redis_client, keys)
     terms = await _load(live)
     failing = Script("return redis.error_reply('ERR broken on purpose')")
     results = await asyncio.gather(
@@ -245,9 +293,11 @@ async def test_batcher_isolates_failing_call(redis_client: redis.asyncio.Redis, 
     await check_auction_invariants(None, live, receipts=[results[0], results[2]], lot_terms_by_id={LOT_ID: terms})
 
 
-async def test_batcher_sends_commands_with_scripts(redis_client: redis.asyncio.Redis, keys: Keys) -> None:
+async def test_batcher_sends_commands_with_scripts(
+    redis_client: redis.asyncio.Redis, keys: Keys, make_batcher: Any
+) -> None:
     """Plain commands and script calls of one event-loop pass share one pipeline and get their own replies."""
-    batcher = CountingBatcher(redis_client, max_batch=512)
+    batcher = make_batcher(redis_client, max_batch=512)
     live = AuctionLive(redis_client, keys, batcher=batcher)
     await _load(live)
     counter = f"{keys.prefix}:counter"
@@ -287,10 +337,10 @@ async def private_client(private_redis: PrivateRedis) -> AsyncIterator[redis.asy
 
 
 @pytest.mark.slow
-async def test_noscript_retries_only_missing_calls(private_client: redis.asyncio.Redis) -> None:
+async def test_noscript_retries_only_missing_calls(private_client: redis.asyncio.Redis, make_batcher: Any) -> None:
     """After SCRIPT FLUSH, calls that hit NOSCRIPT are loaded and sent again; every call applies exactly once."""
     keys = Keys("jtt-private", 4)
-    batcher = CountingBatcher(private_client, max_batch=512)
+    batcher = make_batcher(private_client, max_batch=512)
     live = AuctionLive(private_client, keys, batcher=batcher)
 
     # A fresh server has no script loaded, so the load fails with NOSCRIPT and is sent again.
