@@ -16,6 +16,7 @@ from engine import outbox
 from engine.actors import Actor
 from engine.errors import DomainError
 from engine.mail import templates
+from engine.mail.i18n import recipient_locale
 
 log = logging.getLogger("jangteo.orders")
 
@@ -67,7 +68,8 @@ async def confirm_deposit(db: asyncpg.Pool, actor: Actor, order_id: int) -> None
             await audit(connection, actor, "order.confirm_deposit", "order", order_id,
                         {"amount_won": order["amount_won"]})
             if order["buyer_email"]:
-                mail = templates.deposit_confirmed(order_no=order["order_no"], amount_won=order["amount_won"])
+                mail = templates.deposit_confirmed(await recipient_locale(connection, order["buyer_email"]),
+                                                   order_no=order["order_no"], amount_won=order["amount_won"])
                 await outbox.enqueue(connection, f"order:{order_id}:paid", order["buyer_email"], mail.subject, mail.body)
     log.info("deposit confirmed order_id=%s actor_id=%s", order_id, actor.user_id)
 
@@ -128,7 +130,8 @@ async def cancel_unpaid_order(db: asyncpg.Pool, order_id: int) -> bool:
                 return False
             await cancel_order_in_transaction(connection, order)
             if order["buyer_email"]:
-                mail = templates.order_cancelled_unpaid(order_no=order["order_no"], due_at=order["payment_due_at"])
+                mail = templates.order_cancelled_unpaid(await recipient_locale(connection, order["buyer_email"]),
+                                                        order_no=order["order_no"], due_at=order["payment_due_at"])
                 await outbox.enqueue(
                     connection, f"order:{order_id}:cancelled", order["buyer_email"], mail.subject, mail.body
                 )

@@ -36,6 +36,7 @@ from engine.auction.live import AuctionLive
 from engine.auction.lots import RebuildPending, load_lot
 from engine.config import Settings
 from engine.mail import templates
+from engine.mail.i18n import recipient_locale
 
 # A settled lot's live keys stay this long for late page views, then expire;
 # PostgreSQL keeps the record and `load_lot` can bring a settled lot back.
@@ -232,22 +233,25 @@ async def _record_result(
         for row in await connection.fetch("SELECT id, email FROM users WHERE id = ANY($1::bigint[])", bidder_ids)
     }
     order: AuctionOrder | None = None
+    supplier_locale = await recipient_locale(connection, lot["supplier_email"])
     if sold:
         order = await create_auction_order(
             connection, settings, lot, buyer_id=winner_id, price_won=price_won, sold_at=sold_at
         )
         won = templates.lot_won(
-            lot_id=lot_id, title=lot["title"], order_no=order.order_no, amount_won=price_won, due_at=order.due_at
+            await recipient_locale(connection, emails[winner_id]),
+            lot_id=lot_id, title=lot["title"], order_no=order.order_no, amount_won=price_won, due_at=order.due_at,
         )
         await outbox.enqueue(connection, f"lot:{lot_id}:won", emails[winner_id], won.subject, won.body)
         notice = templates.lot_supplier_sold(
-            lot_id=lot_id, title=lot["title"], order_no=order.order_no, amount_won=price_won
+            supplier_locale, lot_id=lot_id, title=lot["title"], order_no=order.order_no, amount_won=price_won
         )
     else:
-        notice = templates.lot_supplier_unsold(lot_id=lot_id, title=lot["title"])
-    lost = templates.lot_lost(lot_id=lot_id, title=lot["title"])
+        notice = templates.lot_supplier_unsold(supplier_locale, lot_id=lot_id, title=lot["title"])
     for user_id in bidder_ids:
         if user_id != winner_id or not sold:
+            lost = templates.lot_lost(await recipient_locale(connection, emails[user_id]), lot_id=lot_id,
+                                      title=lot["title"])
             await outbox.enqueue(connection, f"lot:{lot_id}:lost", emails[user_id], lost.subject, lost.body)
     await outbox.enqueue(connection, f"lot:{lot_id}:supplier", lot["supplier_email"], notice.subject, notice.body)
 

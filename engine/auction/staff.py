@@ -27,6 +27,7 @@ from engine.auction.rules import LotTerms, replay_bids, validate_increments
 from engine.config import Settings
 from engine.errors import DomainError
 from engine.mail import templates
+from engine.mail.i18n import recipient_locale
 from engine.orders import audit, cancel_order_in_transaction, require_staff
 
 log = logging.getLogger("jangteo.staff")
@@ -280,7 +281,8 @@ async def second_chance_offer(
                 raise DomainError("offer_exists", f"lot {lot_id} was already offered to its runner-up", lot_id=lot_id)
             email = await connection.fetchval("SELECT email FROM users WHERE id = $1", user_id)
             mail = templates.second_chance_offered(
-                lot_id=lot_id, title=lot["title"], price_won=price_won, expires_at=offer["expires_at"]
+                await recipient_locale(connection, email),
+                lot_id=lot_id, title=lot["title"], price_won=price_won, expires_at=offer["expires_at"],
             )
             await outbox.enqueue(connection, f"lot:{lot_id}:second_chance", email, mail.subject, mail.body)
             await audit(connection, actor, "lot.second_chance_offer", "lot", lot_id,
@@ -318,10 +320,11 @@ async def accept_second_chance(
             )
             await connection.execute("UPDATE second_chance_offers SET status = 'accepted' WHERE id = $1", offer_id)
             email = await connection.fetchval("SELECT email FROM users WHERE id = $1", actor.user_id)
-            won = templates.lot_won(lot_id=lot["id"], title=lot["title"], order_no=order.order_no,
-                                    amount_won=offer["price_won"], due_at=order.due_at)
+            won = templates.lot_won(await recipient_locale(connection, email), lot_id=lot["id"], title=lot["title"],
+                                    order_no=order.order_no, amount_won=offer["price_won"], due_at=order.due_at)
             await outbox.enqueue(connection, f"lot:{lot['id']}:second_chance_won", email, won.subject, won.body)
-            notice = templates.lot_supplier_sold(lot_id=lot["id"], title=lot["title"], order_no=order.order_no,
+            notice = templates.lot_supplier_sold(await recipient_locale(connection, lot["supplier_email"]),
+                                                 lot_id=lot["id"], title=lot["title"], order_no=order.order_no,
                                                  amount_won=offer["price_won"])
             await outbox.enqueue(connection, f"lot:{lot['id']}:second_chance_supplier", lot["supplier_email"],
                                  notice.subject, notice.body)

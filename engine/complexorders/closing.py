@@ -47,6 +47,7 @@ from engine.complexorders.service import KST, publish
 from engine.errors import DomainError
 from engine.groupbuy.live import CampaignLive
 from engine.keys import Keys
+from engine.mail.i18n import recipient_locale
 from engine.orders import audit
 from engine.outbox import check_recipient
 
@@ -191,7 +192,8 @@ async def _close_locked(
             complex_order.id, actor_id,
         )
         for row in active:
-            mail = mails.order_failed(complex_name=complex_order.complex_name, goods_total_won=goods_total,
+            mail = mails.order_failed(await recipient_locale(connection, emails.get(row.user_id)),
+                                      complex_name=complex_order.complex_name, goods_total_won=goods_total,
                                       min_total_won=complex_order.min_total_won or 0,
                                       has_campaign_goods=row.campaign_units > 0)
             await _enqueue(connection, f"complex:{complex_order.id}:failed", emails.get(row.user_id), mail)
@@ -230,6 +232,7 @@ async def _close_locked(
             for item in complex_order.items if item.is_campaign and row.quantities.get(item.id)
         ]
         mail = mails.order_confirmed(
+            await recipient_locale(connection, emails.get(row.user_id)),
             complex_name=complex_order.complex_name, orders=parts, shipping_share_won=share, due_at=due_at,
             pickup_point=complex_order.pickup_point, delivery_date=complex_order.delivery_date,
             delivery_slot=complex_order.delivery_slot, campaign_goods=campaign_goods,
@@ -549,6 +552,7 @@ async def mark_arrived(db: asyncpg.Pool, actor: Actor, complex_order_id: int, *,
             queued = 0
             for row in rows:
                 mail = mails.goods_arrived(
+                    await recipient_locale(connection, row["email"]),
                     complex_name=complex_order.complex_name, pickup_point=complex_order.pickup_point,
                     household=rules.household_label(complex_order.kind, row["building"], row["unit"], masked=False),
                 )
@@ -693,7 +697,8 @@ async def refund_shortage(
                     "UPDATE orders SET amount_won = amount_won - $2 WHERE id = $1", line["order_id"], amount_won
                 )
                 await _ledger_refund(connection, line, item.supplier_id, take, amount_won)
-                mail = mails.refunded(complex_name=complex_order.complex_name, order_no=line["order_no"],
+                mail = mails.refunded(await recipient_locale(connection, line["email"]),
+                                      complex_name=complex_order.complex_name, order_no=line["order_no"],
                                       amount_won=amount_won, reason=reason)
                 await _enqueue(connection, source_key, line["email"], mail)
                 parts.append(RefundPart(line["participant_id"], line["order_id"], take, amount_won, source_key))

@@ -19,6 +19,7 @@ from engine.actors import Actor
 from engine.complexorders import mails
 from engine.complexorders.closing import _enqueue, _locked, require_coordinator
 from engine.errors import DomainError
+from engine.mail.i18n import recipient_locale
 from engine.orders import audit
 
 log = logging.getLogger("jangteo.complexorders")
@@ -112,11 +113,12 @@ async def send_message(
                    VALUES ($1, $2, $3, $4, 0) RETURNING id""",
                 complex_order_id, actor.user_id, clean_subject_text, clean_body_text,
             )
-            mail = mails.coordinator_message(complex_name=complex_order.complex_name, subject=clean_subject_text,
-                                             body=clean_body_text)
             event_key = f"complex:{complex_order_id}:message:{message_id}"
             queued = 0
             for row in recipients:
+                mail = mails.coordinator_message(await recipient_locale(connection, row["email"]),
+                                                 complex_name=complex_order.complex_name, subject=clean_subject_text,
+                                                 body=clean_body_text)
                 queued += await _enqueue(connection, event_key, row["email"], mail)
             await connection.execute("UPDATE complex_messages SET recipients = $2 WHERE id = $1", message_id, queued)
             await audit(connection, actor, "complex.message", "complex_order", complex_order_id,

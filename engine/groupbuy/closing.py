@@ -65,6 +65,7 @@ from engine.groupbuy.rules import (
     unit_price_for,
 )
 from engine.mail import groupbuy as mails
+from engine.mail.i18n import recipient_locale
 from engine.mail.templates import KST, Mail
 
 log = logging.getLogger("jangteo.groupbuy.closing")
@@ -220,7 +221,7 @@ async def _record_result(
                 closed_at=closed_at, payments=by_user.pop(user_id, []), email=emails.get(user_id),
             )
         notice = mails.supplier_succeeded(
-            campaign_id=campaign_id, title=campaign["title"], total_units=committed,
+            await recipient_locale(connection, campaign["supplier_email"]), campaign_id=campaign_id, title=campaign["title"], total_units=committed,
             participants=participants, unit_price_won=price_won,
         )
         outcome = CampaignCloseOutcome(campaign_id, SUCCEEDED, price_won, len(pledges))
@@ -235,11 +236,11 @@ async def _record_result(
             refund_won = await _refund_all(connection, campaign_id, by_user.pop(user_id, []), "campaign_failed")
             email = emails.get(user_id)
             if email:
-                mail = mails.failed(campaign_id=campaign_id, title=campaign["title"], units=pledges[user_id],
-                                    refund_won=refund_won)
+                mail = mails.failed(await recipient_locale(connection, email), campaign_id=campaign_id,
+                                    title=campaign["title"], units=pledges[user_id], refund_won=refund_won)
                 await outbox.enqueue(connection, f"campaign:{campaign_id}:failed", email, mail.subject, mail.body)
         notice = mails.supplier_failed(
-            campaign_id=campaign_id, title=campaign["title"], total_units=committed,
+            await recipient_locale(connection, campaign["supplier_email"]), campaign_id=campaign_id, title=campaign["title"], total_units=committed,
             min_total_units=campaign["min_total_units"],
         )
         outcome = CampaignCloseOutcome(campaign_id, FAILED)
@@ -287,12 +288,12 @@ async def _record_cancel(
         email = emails.get(user_id)
         if email and (units or refund_won or unpaid_won):
             mail = mails.cancelled(
-                campaign_id=campaign_id, title=campaign["title"], reason=campaign["cancel_reason"], units=units,
+                await recipient_locale(connection, email), campaign_id=campaign_id, title=campaign["title"], reason=campaign["cancel_reason"], units=units,
                 refund_won=refund_won, unpaid_won=unpaid_won,
             )
             await outbox.enqueue(connection, f"campaign:{campaign_id}:cancelled", email, mail.subject, mail.body)
     return mails.supplier_cancelled(
-        campaign_id=campaign_id, title=campaign["title"], reason=campaign["cancel_reason"], total_units=committed
+        await recipient_locale(connection, campaign["supplier_email"]), campaign_id=campaign_id, title=campaign["title"], reason=campaign["cancel_reason"], total_units=committed
     )
 
 
@@ -347,15 +348,16 @@ async def _create_order(
         connection, order_id=order_id, supplier_id=campaign["supplier_id"], amount_won=amount_won,
         is_local=campaign["is_local"], kind=campaign["product_kind"], sold_at=closed_at,
     )
+    locale = await recipient_locale(connection, email)
     if covered:
         refund_won = await settle_payments(connection, campaign_id, user_id, order_id, payments, amount_won)
         mail = mails.succeeded_paid(
-            campaign_id=campaign_id, title=campaign["title"], order_no=order_no, units=units,
+            locale, campaign_id=campaign_id, title=campaign["title"], order_no=order_no, units=units,
             unit_price_won=price_won, amount_won=amount_won, paid_won=paid_won, refund_won=refund_won,
         )
     else:
         mail = mails.succeeded_awaiting_payment(
-            campaign_id=campaign_id, title=campaign["title"], order_no=order_no, units=units,
+            locale, campaign_id=campaign_id, title=campaign["title"], order_no=order_no, units=units,
             unit_price_won=price_won, amount_won=amount_won, paid_won=paid_won, due_at=due_at,
         )
     if email:

@@ -38,6 +38,7 @@ from engine.groupbuy.campaigns import load_campaign, terms_from_row
 from engine.groupbuy.live import CampaignLive
 from engine.groupbuy.rules import FINAL_STATUSES, SUCCEEDED, at_most_price_won
 from engine.mail import groupbuy as mails
+from engine.mail.i18n import recipient_locale
 from engine.orders import audit, cancel_order_in_transaction, require_staff
 
 log = logging.getLogger("jangteo.groupbuy.payments")
@@ -210,6 +211,7 @@ async def record_up_front_payment(
             email = await connection.fetchval("SELECT email FROM users WHERE id = $1", user_id)
             if not paid and email:
                 mail = mails.up_front_payment_requested(
+                    await recipient_locale(connection, email),
                     campaign_id=campaign_id, title=campaign["title"], units=units, amount_won=amount_won,
                     hold_expires_at=payment["hold_expires_at"],
                 )
@@ -260,6 +262,7 @@ async def confirm_pledge_deposit(db: asyncpg.Pool, payment_id: int, staff_actor:
             email = await connection.fetchval("SELECT email FROM users WHERE id = $1", payment["user_id"])
             if email:
                 mail = mails.up_front_deposit_confirmed(
+                    await recipient_locale(connection, email),
                     campaign_id=campaign_id, title=campaign["title"], units=payment["units"],
                     amount_won=payment["amount_won"],
                 )
@@ -337,6 +340,7 @@ async def expire_hold(db: asyncpg.Pool, live: CampaignLive, payment_id: int) -> 
             email = await connection.fetchval("SELECT email FROM users WHERE id = $1", payment["user_id"])
             if released and email:
                 mail = mails.hold_expired(
+                    await recipient_locale(connection, email),
                     campaign_id=payment["campaign_id"], title=payment["title"], units=payment["units"],
                     hold_expires_at=payment["hold_expires_at"],
                 )
@@ -427,6 +431,7 @@ async def cancel_unpaid_campaign_order(db: asyncpg.Pool, order_id: int) -> bool:
                     )
             if order["buyer_email"]:
                 mail = mails.order_cancelled_unpaid(
+                    await recipient_locale(connection, order["buyer_email"]),
                     campaign_id=campaign_id, title=campaign["title"], order_no=order["order_no"],
                     due_at=order["payment_due_at"], refund_won=refund_won,
                 )

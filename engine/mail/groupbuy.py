@@ -1,174 +1,212 @@
-"""Subjects and bodies of the group-buy (공동구매) mails, Korean first, as plain text.
+"""Subjects and bodies of the group-buy (공동구매) mails, as plain text in the recipient's locale.
 
-Like `engine.mail.templates`, every text a recipient reads is wrapped in `_()` for
-the gettext catalogs, and campaign titles are flattened to one line before they
-reach a subject.
+Like `engine.mail.templates`, every builder takes the recipient's locale first, every
+text is an English msgid with its Korean translation in `web/locale/ko`, and campaign
+titles are flattened to one line before they reach a subject.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from engine.mail.templates import DEPOSIT_ACCOUNT, Mail, _, _subject, format_kst, format_won, one_line
+from engine.mail.i18n import MailLocale, mail_locale
+from engine.mail.templates import DEPOSIT_ACCOUNT, Mail, one_line
 
 
-def _bank_transfer_lines(due_at: datetime) -> str:
+def _bank_transfer_lines(text: MailLocale, due_at: datetime) -> str:
+    _ = text.gettext
     return _(
-        "결제 방법: 무통장입금\n"
-        "입금 계좌: {bank} {account} (예금주 {holder})\n"
-        "입금 기한: {due}\n"
-        "입금 기한까지 입금이 확인되지 않으면 주문은 자동으로 취소됩니다.\n"
-        "다른 참여자의 가격은 바뀌지 않습니다.\n"
+        "Payment method: bank transfer\n"
+        "Deposit account: {bank} {account} (account holder {holder})\n"
+        "Deposit due: {due}\n"
+        "If the deposit is not confirmed by the due time, the order is cancelled automatically.\n"
+        "The other participants' price does not change.\n"
     ).format(
         bank=DEPOSIT_ACCOUNT.bank_name, account=DEPOSIT_ACCOUNT.account_no, holder=DEPOSIT_ACCOUNT.holder,
-        due=format_kst(due_at),
+        due=text.kst(due_at),
     )
+
+
+def _refund_in_full_line(text: MailLocale, refund_won: int) -> str:
+    _ = text.gettext
+    return _("Your advance payment of {refund} will be refunded in full.\n").format(refund=text.won(refund_won))
 
 
 def succeeded_awaiting_payment(
-    *, campaign_id: int, title: str, order_no: str, units: int, unit_price_won: int, amount_won: int,
+    locale: str, *, campaign_id: int, title: str, order_no: str, units: int, unit_price_won: int, amount_won: int,
     paid_won: int, due_at: datetime,
 ) -> Mail:
     """Build the participant's mail when the campaign succeeded and the order still awaits a deposit."""
-    subject = _subject(_("공동구매가 성사되었습니다: {title}").format(title=one_line(title)))
+    text = mail_locale(locale)
+    _ = text.gettext
+    subject = text.subject(_("Group buy succeeded: {title}").format(title=one_line(title)))
     body = _(
-        "공동구매 #{campaign_id} '{title}'가 성사되었습니다.\n"
+        "Group buy #{campaign_id} “{title}” has succeeded.\n"
         "\n"
-        "주문번호: {order_no}\n"
-        "수량: {units}개\n"
-        "최종 단가: {unit_price}\n"
-        "결제 금액: {amount}\n"
+        "Order number: {order_no}\n"
+        "Units: {units}\n"
+        "Final unit price: {unit_price}\n"
+        "Amount to pay: {amount}\n"
     ).format(
         campaign_id=campaign_id, title=one_line(title, 200), order_no=order_no, units=units,
-        unit_price=format_won(unit_price_won), amount=format_won(amount_won),
+        unit_price=text.won(unit_price_won), amount=text.won(amount_won),
     )
     if paid_won:
-        body += _("이미 입금 확인된 금액: {paid}\n").format(paid=format_won(paid_won))
-    body += "\n" + _bank_transfer_lines(due_at)
+        body += _("Deposits already confirmed: {paid}\n").format(paid=text.won(paid_won))
+    body += "\n" + _bank_transfer_lines(text, due_at)
     return Mail(subject, body)
 
 
 def succeeded_paid(
-    *, campaign_id: int, title: str, order_no: str, units: int, unit_price_won: int, amount_won: int,
+    locale: str, *, campaign_id: int, title: str, order_no: str, units: int, unit_price_won: int, amount_won: int,
     paid_won: int, refund_won: int,
 ) -> Mail:
     """Build the participant's mail when the campaign succeeded and the up-front payment covers the order."""
-    subject = _subject(_("공동구매가 성사되었습니다: {title}").format(title=one_line(title)))
+    text = mail_locale(locale)
+    _ = text.gettext
+    subject = text.subject(_("Group buy succeeded: {title}").format(title=one_line(title)))
     body = _(
-        "공동구매 #{campaign_id} '{title}'가 성사되었습니다.\n"
+        "Group buy #{campaign_id} “{title}” has succeeded.\n"
         "\n"
-        "주문번호: {order_no}\n"
-        "수량: {units}개\n"
-        "최종 단가: {unit_price}\n"
-        "결제 금액: {amount} (결제 완료)\n"
-        "미리 결제하신 금액: {paid}\n"
+        "Order number: {order_no}\n"
+        "Units: {units}\n"
+        "Final unit price: {unit_price}\n"
+        "Amount: {amount} (paid)\n"
+        "Paid in advance: {paid}\n"
     ).format(
         campaign_id=campaign_id, title=one_line(title, 200), order_no=order_no, units=units,
-        unit_price=format_won(unit_price_won), amount=format_won(amount_won), paid=format_won(paid_won),
+        unit_price=text.won(unit_price_won), amount=text.won(amount_won), paid=text.won(paid_won),
     )
     if refund_won:
-        body += _("차액 {refund}은 환불됩니다.\n").format(refund=format_won(refund_won))
+        body += _("The difference of {refund} will be refunded.\n").format(refund=text.won(refund_won))
     return Mail(subject, body)
 
 
-def failed(*, campaign_id: int, title: str, units: int, refund_won: int) -> Mail:
+def failed(locale: str, *, campaign_id: int, title: str, units: int, refund_won: int) -> Mail:
     """Build the participant's mail when the campaign missed its minimum and the pledge is released."""
-    subject = _subject(_("공동구매가 성사되지 않았습니다: {title}").format(title=one_line(title)))
+    text = mail_locale(locale)
+    _, ngettext = text.gettext, text.ngettext
+    subject = text.subject(_("Group buy did not succeed: {title}").format(title=one_line(title)))
     body = _(
-        "공동구매 #{campaign_id} '{title}'가 최소 수량에 이르지 못해 성사되지 않았습니다.\n"
-        "신청하신 {units}개는 취소되었습니다. 참여해 주셔서 감사합니다.\n"
-    ).format(campaign_id=campaign_id, title=one_line(title, 200), units=units)
+        "Group buy #{campaign_id} “{title}” did not reach its minimum quantity and will not go ahead.\n"
+    ).format(campaign_id=campaign_id, title=one_line(title, 200))
+    body += ngettext(
+        "Your pledge of {units} unit has been cancelled. Thank you for taking part.\n",
+        "Your pledge of {units} units has been cancelled. Thank you for taking part.\n",
+        units,
+    ).format(units=units)
     if refund_won:
-        body += _("미리 결제하신 {refund}은 전액 환불됩니다.\n").format(refund=format_won(refund_won))
+        body += _refund_in_full_line(text, refund_won)
     return Mail(subject, body)
 
 
 def supplier_succeeded(
-    *, campaign_id: int, title: str, total_units: int, participants: int, unit_price_won: int
+    locale: str, *, campaign_id: int, title: str, total_units: int, participants: int, unit_price_won: int
 ) -> Mail:
     """Build the supplier's mail when the campaign succeeded, with the units to prepare."""
-    subject = _subject(_("공동구매가 성사되었습니다: {title}").format(title=one_line(title)))
+    text = mail_locale(locale)
+    _ = text.gettext
+    subject = text.subject(_("Group buy succeeded: {title}").format(title=one_line(title)))
     body = _(
-        "공동구매 #{campaign_id} '{title}'가 성사되었습니다.\n"
+        "Group buy #{campaign_id} “{title}” has succeeded.\n"
         "\n"
-        "준비할 수량: {units}개 (참여자 {participants}명)\n"
-        "최종 단가: {unit_price}\n"
+        "Units to prepare: {units} (participants: {participants})\n"
+        "Final unit price: {unit_price}\n"
         "\n"
-        "주문별 결제가 확인되면 입점업체 화면에서 발송할 주문을 볼 수 있습니다.\n"
+        "Once the payment of an order is confirmed, the order appears on the supplier pages for shipping.\n"
     ).format(
         campaign_id=campaign_id, title=one_line(title, 200), units=total_units, participants=participants,
-        unit_price=format_won(unit_price_won),
+        unit_price=text.won(unit_price_won),
     )
     return Mail(subject, body)
 
 
-def supplier_failed(*, campaign_id: int, title: str, total_units: int, min_total_units: int) -> Mail:
+def supplier_failed(locale: str, *, campaign_id: int, title: str, total_units: int, min_total_units: int) -> Mail:
     """Build the supplier's mail when the campaign missed its minimum, so nothing is to be prepared."""
-    subject = _subject(_("공동구매가 성사되지 않았습니다: {title}").format(title=one_line(title)))
+    text = mail_locale(locale)
+    _ = text.gettext
+    subject = text.subject(_("Group buy did not succeed: {title}").format(title=one_line(title)))
     body = _(
-        "공동구매 #{campaign_id} '{title}'가 최소 수량 {minimum}개에 이르지 못해 성사되지 않았습니다"
-        " (신청 {units}개).\n"
-        "준비할 상품은 없습니다.\n"
+        "Group buy #{campaign_id} “{title}” did not reach its minimum quantity of {minimum}"
+        " and will not go ahead (units pledged: {units}).\n"
     ).format(campaign_id=campaign_id, title=one_line(title, 200), minimum=min_total_units, units=total_units)
+    body += _("There is nothing to prepare.\n")
     return Mail(subject, body)
 
 
 def up_front_payment_requested(
-    *, campaign_id: int, title: str, units: int, amount_won: int, hold_expires_at: datetime
+    locale: str, *, campaign_id: int, title: str, units: int, amount_won: int, hold_expires_at: datetime
 ) -> Mail:
     """Build the member's mail after an up-front pledge, asking for the "at most" amount before the hold expires."""
-    subject = _subject(_("공동구매 입금 안내: {title}").format(title=one_line(title)))
-    body = _(
-        "공동구매 #{campaign_id} '{title}'에 {units}개를 신청하셨습니다.\n"
+    text = mail_locale(locale)
+    _, ngettext = text.gettext, text.ngettext
+    subject = text.subject(_("Group buy payment details: {title}").format(title=one_line(title)))
+    body = ngettext(
+        "You pledged {units} unit to group buy #{campaign_id} “{title}”.\n",
+        "You pledged {units} units to group buy #{campaign_id} “{title}”.\n",
+        units,
+    ).format(campaign_id=campaign_id, title=one_line(title, 200), units=units)
+    body += "\n" + _(
+        "Amount to deposit: {amount} (the maximum; if the final unit price is lower, we refund the difference)\n"
+        "Deposit account: {bank} {account} (account holder {holder})\n"
+        "Deposit due: {due}\n"
         "\n"
-        "입금하실 금액: {amount} (최대 금액, 최종 단가가 낮아지면 차액을 환불해 드립니다)\n"
-        "입금 계좌: {bank} {account} (예금주 {holder})\n"
-        "입금 기한: {due}\n"
-        "\n"
-        "입금 기한까지 입금이 확인되지 않으면 신청 수량은 해제됩니다.\n"
+        "If the deposit is not confirmed by the due time, your pledged units are released.\n"
     ).format(
-        campaign_id=campaign_id, title=one_line(title, 200), units=units, amount=format_won(amount_won),
-        bank=DEPOSIT_ACCOUNT.bank_name, account=DEPOSIT_ACCOUNT.account_no, holder=DEPOSIT_ACCOUNT.holder,
-        due=format_kst(hold_expires_at),
+        amount=text.won(amount_won), bank=DEPOSIT_ACCOUNT.bank_name, account=DEPOSIT_ACCOUNT.account_no,
+        holder=DEPOSIT_ACCOUNT.holder, due=text.kst(hold_expires_at),
     )
     return Mail(subject, body)
 
 
-def up_front_deposit_confirmed(*, campaign_id: int, title: str, units: int, amount_won: int) -> Mail:
-    subject = _subject(_("공동구매 입금이 확인되었습니다: {title}").format(title=one_line(title)))
-    body = _(
-        "공동구매 #{campaign_id} '{title}'의 입금 {amount}({units}개분)이 확인되었습니다.\n"
-        "마감 후 최종 단가가 정해지면 차액을 환불해 드립니다.\n"
-    ).format(campaign_id=campaign_id, title=one_line(title, 200), units=units, amount=format_won(amount_won))
+def up_front_deposit_confirmed(locale: str, *, campaign_id: int, title: str, units: int, amount_won: int) -> Mail:
+    text = mail_locale(locale)
+    _, ngettext = text.gettext, text.ngettext
+    subject = text.subject(_("Group buy deposit confirmed: {title}").format(title=one_line(title)))
+    body = ngettext(
+        "Group buy #{campaign_id} “{title}”: your deposit of {amount} for {units} unit has been confirmed.\n",
+        "Group buy #{campaign_id} “{title}”: your deposit of {amount} for {units} units has been confirmed.\n",
+        units,
+    ).format(campaign_id=campaign_id, title=one_line(title, 200), units=units, amount=text.won(amount_won))
+    body += _("Once the final unit price is set after the deadline, we refund the difference.\n")
     return Mail(subject, body)
 
 
-def hold_expired(*, campaign_id: int, title: str, units: int, hold_expires_at: datetime) -> Mail:
+def hold_expired(locale: str, *, campaign_id: int, title: str, units: int, hold_expires_at: datetime) -> Mail:
     """Build the member's mail when an unpaid up-front pledge was released at the end of its hold."""
-    subject = _subject(_("공동구매 신청이 해제되었습니다: {title}").format(title=one_line(title)))
-    body = _(
-        "공동구매 #{campaign_id} '{title}'의 입금 기한({due})까지 입금이 확인되지 않아"
-        " 신청하신 {units}개가 해제되었습니다.\n"
-        "이미 입금하셨다면 고객센터로 연락해 주세요.\n"
-    ).format(campaign_id=campaign_id, title=one_line(title, 200), units=units, due=format_kst(hold_expires_at))
+    text = mail_locale(locale)
+    _, ngettext = text.gettext, text.ngettext
+    subject = text.subject(_("Group buy pledge released: {title}").format(title=one_line(title)))
+    body = ngettext(
+        "Group buy #{campaign_id} “{title}”: no deposit was confirmed by the due time ({due}),"
+        " so your pledge of {units} unit was released.\n",
+        "Group buy #{campaign_id} “{title}”: no deposit was confirmed by the due time ({due}),"
+        " so your pledge of {units} units was released.\n",
+        units,
+    ).format(campaign_id=campaign_id, title=one_line(title, 200), units=units, due=text.kst(hold_expires_at))
+    body += _("If you have already paid, please contact the help desk.\n")
     return Mail(subject, body)
 
 
-def order_cancelled_unpaid(*, campaign_id: int, title: str, order_no: str, due_at: datetime, refund_won: int) -> Mail:
+def order_cancelled_unpaid(
+    locale: str, *, campaign_id: int, title: str, order_no: str, due_at: datetime, refund_won: int
+) -> Mail:
     """Build the buyer's mail when a campaign order lapsed unpaid (other participants keep their price)."""
-    subject = _subject(_("주문이 취소되었습니다: 주문 {order_no}").format(order_no=order_no))
+    text = mail_locale(locale)
+    _ = text.gettext
+    subject = text.subject(_("Order cancelled: order {order_no}").format(order_no=order_no))
     body = _(
-        "공동구매 #{campaign_id} '{title}'의 주문 {order_no}은 입금 기한({due})까지 입금이 확인되지 않아"
-        " 자동으로 취소되었습니다.\n"
-    ).format(campaign_id=campaign_id, title=one_line(title, 200), order_no=order_no, due=format_kst(due_at))
+        "Group buy #{campaign_id} “{title}”, order {order_no}: no deposit was confirmed by the due time ({due}),"
+        " so the order was cancelled automatically.\n"
+    ).format(campaign_id=campaign_id, title=one_line(title, 200), order_no=order_no, due=text.kst(due_at))
     if refund_won:
-        body += _("미리 결제하신 {refund}은 전액 환불됩니다.\n").format(refund=format_won(refund_won))
-    body += _("이미 입금하셨다면 고객센터로 연락해 주세요.\n")
+        body += _refund_in_full_line(text, refund_won)
+    body += _("If you have already paid, please contact the help desk.\n")
     return Mail(subject, body)
 
 
 def cancelled(
-    *, campaign_id: int, title: str, reason: str | None, units: int, refund_won: int, unpaid_won: int
+    locale: str, *, campaign_id: int, title: str, reason: str | None, units: int, refund_won: int, unpaid_won: int
 ) -> Mail:
     """Build a member's mail when staff cancelled the campaign.
 
@@ -176,33 +214,42 @@ def cancelled(
     payment), `refund_won` the paid up-front payments refunded in full, and
     `unpaid_won` the bank transfers still awaiting their deposit, which are no longer owed.
     """
-    subject = _subject(_("공동구매가 취소되었습니다: {title}").format(title=one_line(title)))
-    body = _("공동구매가 운영자에 의해 취소되었습니다: #{campaign_id} '{title}'\n").format(
+    text = mail_locale(locale)
+    _, ngettext = text.gettext, text.ngettext
+    subject = text.subject(_("Group buy cancelled: {title}").format(title=one_line(title)))
+    body = _("The group buy was cancelled by the operator: #{campaign_id} “{title}”\n").format(
         campaign_id=campaign_id, title=one_line(title, 200)
     )
     if reason:
-        body += _("취소 사유: {reason}\n").format(reason=one_line(reason, 500))
+        body += _("Reason for the cancellation: {reason}\n").format(reason=one_line(reason, 500))
     body += "\n"
     if units:
-        body += _("신청하신 {units}개는 취소되었습니다.\n").format(units=units)
+        body += ngettext(
+            "Your pledge of {units} unit has been cancelled.\n",
+            "Your pledge of {units} units has been cancelled.\n",
+            units,
+        ).format(units=units)
     if refund_won:
-        body += _("미리 결제하신 {refund}은 전액 환불됩니다.\n").format(refund=format_won(refund_won))
+        body += _refund_in_full_line(text, refund_won)
     if unpaid_won:
         body += _(
-            "입금을 기다리던 {amount}은 더 이상 입금하지 않으셔도 됩니다.\n"
-            "이미 입금하셨다면 고객센터로 연락해 주세요.\n"
-        ).format(amount=format_won(unpaid_won))
-    body += _("불편을 드려 죄송합니다.\n")
+            "You no longer need to deposit the {amount} that was awaiting your deposit.\n"
+            "If you have already paid, please contact the help desk.\n"
+        ).format(amount=text.won(unpaid_won))
+    body += _("We apologize for the inconvenience.\n")
     return Mail(subject, body)
 
 
-def supplier_cancelled(*, campaign_id: int, title: str, reason: str | None, total_units: int) -> Mail:
+def supplier_cancelled(locale: str, *, campaign_id: int, title: str, reason: str | None, total_units: int) -> Mail:
     """Build the supplier's mail when staff cancelled the campaign, so nothing is to be prepared."""
-    subject = _subject(_("공동구매가 취소되었습니다: {title}").format(title=one_line(title)))
-    body = _("공동구매가 운영자에 의해 취소되었습니다: #{campaign_id} '{title}' (취소 시점 신청 {units}개)\n").format(
-        campaign_id=campaign_id, title=one_line(title, 200), units=total_units
-    )
+    text = mail_locale(locale)
+    _ = text.gettext
+    subject = text.subject(_("Group buy cancelled: {title}").format(title=one_line(title)))
+    body = _(
+        "The group buy was cancelled by the operator: #{campaign_id} “{title}”"
+        " (units pledged at the cancellation: {units})\n"
+    ).format(campaign_id=campaign_id, title=one_line(title, 200), units=total_units)
     if reason:
-        body += _("취소 사유: {reason}\n").format(reason=one_line(reason, 500))
-    body += _("준비할 상품은 없습니다.\n")
+        body += _("Reason for the cancellation: {reason}\n").format(reason=one_line(reason, 500))
+    body += _("There is nothing to prepare.\n")
     return Mail(subject, body)

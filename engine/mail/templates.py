@@ -1,11 +1,15 @@
-"""Subjects and bodies of the transactional mails, Korean first, as plain text.
+"""Subjects and bodies of the auction and order mails, as plain text in the recipient's locale.
 
-Every text a recipient reads is in this module, wrapped in `_()`, so the strings can
-be extracted into gettext catalogs and translated later. Titles, names and order
-numbers are quoted or followed by a colon, never by a particle such as 이/가 or 을/를:
-the right particle depends on the value's last syllable, which the text cannot know. Values from users (lot
-titles, names) are flattened to one line before they reach a subject, because a
-header must never contain a line break.
+Every builder takes the recipient's locale first ("ko" or "en", see
+`engine.mail.i18n.recipient_locale`) and renders the mail at once, so the outbox
+stores the text the recipient reads. Every text is an English msgid wrapped in `_()`
+or `ngettext()`, and the Korean text is its translation in `web/locale/ko`.
+
+In the Korean texts, titles, names and order numbers are quoted or followed by a
+colon, never by a particle such as 이/가 or 을/를: the right particle depends on the
+value's last syllable, which the text cannot know. Values from users (lot titles,
+names) are flattened to one line before they reach a subject, because a header must
+never contain a line break.
 """
 
 from __future__ import annotations
@@ -13,15 +17,14 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
-KST = ZoneInfo("Asia/Seoul")
-SITE_NAME = "광산구 장터"
+from engine.mail.i18n import KST, mail_locale
 
-
-def _(message: str) -> str:
-    """Mark a text for translation; returns it unchanged until catalogs exist."""
-    return message
+__all__ = [
+    "KST", "DEPOSIT_ACCOUNT", "BankAccount", "Mail", "one_line",
+    "lot_won", "lot_lost", "lot_supplier_sold", "lot_supplier_unsold", "second_chance_offered",
+    "deposit_confirmed", "order_cancelled_unpaid",
+]
 
 
 @dataclass(frozen=True)
@@ -30,26 +33,11 @@ class Mail:
     body: str
 
 
-def format_won(amount_won: int) -> str:
-    """Format an amount in won: 12900 -> "12,900원"."""
-    return f"{amount_won:,}원"
-
-
-def format_kst(moment: datetime) -> str:
-    """Format an aware datetime in Korea time, e.g. "2025년 9월 3일 14:05 (KST)"."""
-    local = moment.astimezone(KST)
-    return f"{local.year}년 {local.month}월 {local.day}일 {local:%H:%M} (KST)"
-
-
 def one_line(text: str, max_chars: int = 60) -> str:
     """Replace line breaks and other control characters with spaces and shorten."""
     cleaned = "".join(" " if unicodedata.category(ch).startswith("C") else ch for ch in text)
     cleaned = " ".join(cleaned.split())
     return cleaned if len(cleaned) <= max_chars else cleaned[: max_chars - 1] + "…"
-
-
-def _subject(text: str) -> str:
-    return f"[{SITE_NAME}] {text}"
 
 
 # -- auctions -------------------------------------------------------------------------
@@ -63,91 +51,123 @@ class BankAccount:
 
 
 # NOTE: the district's deposit account is not configurable yet; staff tell buyers the
-# account in the order page until a setting exists.
+# account in the order page until a setting exists. The bank name and holder stay in
+# Korean in every locale, because a transfer names the account as the bank registered it.
 DEPOSIT_ACCOUNT = BankAccount(bank_name="광주은행", account_no="000-000-000000", holder="광산구청 장터")
 
 
-def lot_won(*, lot_id: int, title: str, order_no: str, amount_won: int, due_at: datetime) -> Mail:
-    subject = _subject(_("낙찰되었습니다: {title}").format(title=one_line(title)))
+def lot_won(locale: str, *, lot_id: int, title: str, order_no: str, amount_won: int, due_at: datetime) -> Mail:
+    text = mail_locale(locale)
+    _ = text.gettext
+    subject = text.subject(_("Lot won: {title}").format(title=one_line(title)))
     body = _(
-        "축하합니다. 경매 #{lot_id} 「{title}」에 낙찰되었습니다.\n"
+        "Congratulations: you won lot #{lot_id} “{title}”.\n"
         "\n"
-        "주문번호: {order_no}\n"
-        "낙찰가: {amount}\n"
-        "결제 방법: 무통장입금\n"
-        "입금 계좌: {bank} {account} (예금주 {holder})\n"
-        "입금 기한: {due}\n"
+        "Order number: {order_no}\n"
+        "Winning price: {amount}\n"
+        "Payment method: bank transfer\n"
+        "Deposit account: {bank} {account} (account holder {holder})\n"
+        "Deposit due: {due}\n"
         "\n"
-        "입금 기한까지 입금이 확인되지 않으면 주문은 자동으로 취소됩니다.\n"
-        "입금자명은 주문번호 또는 회원 이름으로 적어 주세요.\n"
+        "If the deposit is not confirmed by the due time, the order is cancelled automatically.\n"
+        "Please enter the order number or your member name as the depositor name.\n"
     ).format(
-        lot_id=lot_id, title=one_line(title, 200), order_no=order_no, amount=format_won(amount_won),
+        lot_id=lot_id, title=one_line(title, 200), order_no=order_no, amount=text.won(amount_won),
         bank=DEPOSIT_ACCOUNT.bank_name, account=DEPOSIT_ACCOUNT.account_no,
-        holder=DEPOSIT_ACCOUNT.holder, due=format_kst(due_at),
+        holder=DEPOSIT_ACCOUNT.holder, due=text.kst(due_at),
     )
     return Mail(subject, body)
 
 
-def lot_lost(*, lot_id: int, title: str) -> Mail:
-    subject = _subject(_("경매가 종료되었습니다: {title}").format(title=one_line(title)))
+def lot_lost(locale: str, *, lot_id: int, title: str) -> Mail:
+    text = mail_locale(locale)
+    _ = text.gettext
+    subject = text.subject(_("Auction ended: {title}").format(title=one_line(title)))
     body = _(
-        "경매가 종료되었습니다: #{lot_id} 「{title}」\n"
-        "아쉽게도 이번 경매에는 낙찰되지 않았습니다. 참여해 주셔서 감사합니다.\n"
+        "Auction ended: #{lot_id} “{title}”\n"
+        "You did not win this auction. Thank you for taking part.\n"
     ).format(lot_id=lot_id, title=one_line(title, 200))
     return Mail(subject, body)
 
 
-def lot_supplier_sold(*, lot_id: int, title: str, order_no: str, amount_won: int) -> Mail:
-    subject = _subject(_("경매 상품이 낙찰되었습니다: {title}").format(title=one_line(title)))
+def lot_supplier_sold(locale: str, *, lot_id: int, title: str, order_no: str, amount_won: int) -> Mail:
+    text = mail_locale(locale)
+    _ = text.gettext
+    subject = text.subject(_("Your lot was sold: {title}").format(title=one_line(title)))
     body = _(
-        "경매 #{lot_id} 「{title}」: {amount}에 낙찰되었습니다.\n"
-        "주문번호: {order_no}\n"
-        "구매자의 입금이 확인되면 배송 안내를 드립니다.\n"
-    ).format(lot_id=lot_id, title=one_line(title, 200), amount=format_won(amount_won), order_no=order_no)
+        "Lot #{lot_id} “{title}”: sold for {amount}.\n"
+        "Order number: {order_no}\n"
+        "We will send you the shipping details once the buyer's deposit is confirmed.\n"
+    ).format(lot_id=lot_id, title=one_line(title, 200), amount=text.won(amount_won), order_no=order_no)
     return Mail(subject, body)
 
 
-def lot_supplier_unsold(*, lot_id: int, title: str) -> Mail:
-    subject = _subject(_("경매가 유찰되었습니다: {title}").format(title=one_line(title)))
+def lot_supplier_unsold(locale: str, *, lot_id: int, title: str) -> Mail:
+    text = mail_locale(locale)
+    _ = text.gettext
+    subject = text.subject(_("Your lot was not sold: {title}").format(title=one_line(title)))
     body = _(
-        "경매 #{lot_id} 「{title}」: 낙찰자 없이 종료되었습니다"
-        " (입찰이 없거나 최저낙찰가에 미달했습니다).\n"
-        "판매자 페이지에서 경매를 다시 등록할 수 있습니다.\n"
+        "Lot #{lot_id} “{title}”: the auction ended without a winner"
+        " (there were no bids, or the reserve price was not met).\n"
+        "You can list the lot again on the seller pages.\n"
     ).format(lot_id=lot_id, title=one_line(title, 200))
     return Mail(subject, body)
 
 
-def second_chance_offered(*, lot_id: int, title: str, price_won: int, expires_at: datetime) -> Mail:
-    subject = _subject(_("차순위 구매 제안: {title}").format(title=one_line(title)))
+def second_chance_offered(locale: str, *, lot_id: int, title: str, price_won: int, expires_at: datetime) -> Mail:
+    text = mail_locale(locale)
+    _ = text.gettext
+    subject = text.subject(_("Second-chance offer: {title}").format(title=one_line(title)))
     body = _(
-        "경매 #{lot_id} 「{title}」의 낙찰자가 결제하지 않아 차순위 입찰자인 회원님께 구매를 제안합니다.\n"
+        "The winner of lot #{lot_id} “{title}” did not pay,"
+        " so we offer the lot to you as the runner-up bidder.\n"
         "\n"
-        "제안 가격: {price} (회원님의 최고 입찰가)\n"
-        "수락 기한: {expires}\n"
+        "Offer price: {price} (your maximum bid)\n"
+        "Accept by: {expires}\n"
         "\n"
-        "수락하시면 무통장입금 주문이 만들어집니다. 기한이 지나면 제안은 없어집니다.\n"
-    ).format(
-        lot_id=lot_id, title=one_line(title, 200), price=format_won(price_won), expires=format_kst(expires_at)
-    )
+        "If you accept, a bank-transfer order is created. After this time the offer lapses.\n"
+    ).format(lot_id=lot_id, title=one_line(title, 200), price=text.won(price_won), expires=text.kst(expires_at))
     return Mail(subject, body)
 
 
 # -- orders ---------------------------------------------------------------------------
 
 
-def deposit_confirmed(*, order_no: str, amount_won: int) -> Mail:
-    subject = _subject(_("입금이 확인되었습니다: 주문 {order_no}").format(order_no=order_no))
-    body = _(
-        "주문 {order_no}: 입금액 {amount}, 입금이 확인되었습니다.\n"
-        "판매자가 상품을 준비해 보내 드립니다.\n"
-    ).format(order_no=order_no, amount=format_won(amount_won))
+def deposit_confirmed(
+    locale: str, *, order_no: str, amount_won: int, prepaid_won: int = 0, deposit_won: int | None = None,
+    refund_won: int = 0,
+) -> Mail:
+    """Build the buyer's mail when staff confirmed the bank transfer of an order.
+
+    `deposit_won` is the transfer received (the order's amount when None),
+    `prepaid_won` the group-buy payments made in advance that count toward the
+    order, and `refund_won` what the transfer exceeded the amount due by.
+    """
+    text = mail_locale(locale)
+    _ = text.gettext
+    subject = text.subject(_("Deposit confirmed: order {order_no}").format(order_no=order_no))
+    body = _("Order {order_no}: your deposit of {amount} has been confirmed.\n").format(
+        order_no=order_no, amount=text.won(amount_won if deposit_won is None else deposit_won)
+    )
+    if prepaid_won:
+        body += _("Paid in advance for the group buy: {prepaid} (order amount {amount})\n").format(
+            prepaid=text.won(prepaid_won), amount=text.won(amount_won)
+        )
+    if refund_won:
+        body += _("The {refund} you deposited beyond the amount due will be refunded.\n").format(
+            refund=text.won(refund_won)
+        )
+    body += _("The seller will prepare and send your goods.\n")
     return Mail(subject, body)
 
 
-def order_cancelled_unpaid(*, order_no: str, due_at: datetime) -> Mail:
-    subject = _subject(_("주문이 취소되었습니다: 주문 {order_no}").format(order_no=order_no))
+def order_cancelled_unpaid(locale: str, *, order_no: str, due_at: datetime) -> Mail:
+    text = mail_locale(locale)
+    _ = text.gettext
+    subject = text.subject(_("Order cancelled: order {order_no}").format(order_no=order_no))
     body = _(
-        "주문 {order_no}: 입금 기한({due})까지 입금이 확인되지 않아 자동으로 취소되었습니다.\n"
-        "이미 입금하셨다면 고객센터로 연락해 주세요.\n"
-    ).format(order_no=order_no, due=format_kst(due_at))
+        "Order {order_no}: no deposit was confirmed by the due time ({due}),"
+        " so the order was cancelled automatically.\n"
+    ).format(order_no=order_no, due=text.kst(due_at))
+    body += _("If you have already paid, please contact the help desk.\n")
     return Mail(subject, body)

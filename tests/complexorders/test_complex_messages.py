@@ -50,7 +50,7 @@ async def test_message_reaches_each_participant_once(live_server: LiveServer, co
     expected = sorted(complex_world.members[index].email for index in (3, 4, 5))
     assert sorted(m.envelope_to[0] for m in received) == expected
     body = received[0].message.get_content()
-    assert body.index("담당자") < body.index("coordinator")
+    assert "공동주문 담당자가 참여자 모두에게 보낸 안내입니다." in body  # members registered in Korean
     assert "토요일 10시부터 관리사무소에서 나눠 드립니다.\n<b>감사합니다</b>" in body
     assert await pg_pool.fetchval("SELECT count(*) FROM outbox WHERE event_key = $1",
                                   f"complex:{order['id']}:message:{message_id}") == 3

@@ -15,13 +15,13 @@ PARTICLE_AFTER_VALUE = re.compile(r"(?:[」'\"]|\d)(?:이|가|을|를|은|는|�
 
 def all_mails(title: str) -> list[templates.Mail]:
     return [
-        templates.lot_won(lot_id=3, title=title, order_no="A0001", amount_won=15_000, due_at=DUE),
-        templates.lot_lost(lot_id=3, title=title),
-        templates.lot_supplier_sold(lot_id=3, title=title, order_no="A0001", amount_won=15_000),
-        templates.lot_supplier_unsold(lot_id=3, title=title),
-        templates.second_chance_offered(lot_id=3, title=title, price_won=14_000, expires_at=DUE),
-        templates.deposit_confirmed(order_no="A0001", amount_won=15_000),
-        templates.order_cancelled_unpaid(order_no="A0001", due_at=DUE),
+        templates.lot_won("ko", lot_id=3, title=title, order_no="A0001", amount_won=15_000, due_at=DUE),
+        templates.lot_lost("ko", lot_id=3, title=title),
+        templates.lot_supplier_sold("ko", lot_id=3, title=title, order_no="A0001", amount_won=15_000),
+        templates.lot_supplier_unsold("ko", lot_id=3, title=title),
+        templates.second_chance_offered("ko", lot_id=3, title=title, price_won=14_000, expires_at=DUE),
+        templates.deposit_confirmed("ko", order_no="A0001", amount_won=15_000),
+        templates.order_cancelled_unpaid("ko", order_no="A0001", due_at=DUE),
     ]
 
 
@@ -36,5 +36,5 @@ def test_no_particle_after_values() -> None:
 
 def test_lost_mail_names_lot_after_colon() -> None:
     """The mail to a bidder who did not win starts with "경매가 종료되었습니다:" and the quoted title."""
-    mail = templates.lot_lost(lot_id=3, title="[경매] 햇김")
+    mail = templates.lot_lost("ko", lot_id=3, title="[경매] 햇김")
     assert mail.body.startswith("경매가 종료되었습니다: #3 「[경매] 햇김」\n")
