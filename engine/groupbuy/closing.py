@@ -325,8 +325,9 @@ async def _create_order(
 
     Up-front payments confirmed before the close that cover the amount make the order
     paid, and what they exceed it by is refunded. Otherwise the order awaits a bank
-    transfer until `payment_due_s` after the close, and payments still awaiting a
-    deposit stay open: `payments.confirm_pledge_deposit` applies them to the order.
+    transfer of the remainder (the amount minus `prepaid_won`, the paid payments)
+    until `payment_due_s` after the close, and payments still awaiting a deposit stay
+    open: `payments.confirm_pledge_deposit` applies them to the order.
     """
     campaign_id = campaign["id"]
     amount_won = units * price_won
@@ -337,12 +338,12 @@ async def _create_order(
     due_at = closed_at + timedelta(seconds=campaign["payment_due_s"])
     await connection.execute(
         """INSERT INTO orders (id, order_no, channel, buyer_id, supplier_id, amount_won, status, payment_method,
-                               payment_due_at, paid_at, source_key, campaign_id, units, unit_price_won)
+                               payment_due_at, paid_at, source_key, campaign_id, units, unit_price_won, prepaid_won)
            VALUES ($1, $2, 'groupbuy', $3, $4, $5, $6, 'bank_transfer', $7,
-                   CASE WHEN $6 = 'paid' THEN now() END, $8, $9, $10, $11)""",
+                   CASE WHEN $6 = 'paid' THEN now() END, $8, $9, $10, $11, $12)""",
         order_id, order_no, user_id, campaign["supplier_id"], amount_won,
         "paid" if covered else "awaiting_payment", due_at, source_key(campaign_id, user_id),
-        campaign_id, units, price_won,
+        campaign_id, units, price_won, paid_won,
     )
     await commission.record_sale_entries(
         connection, order_id=order_id, supplier_id=campaign["supplier_id"], amount_won=amount_won,

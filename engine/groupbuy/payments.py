@@ -8,7 +8,10 @@ staff confirm the deposit (`confirm_pledge_deposit`) or the hold expires. Then
 `hold_expired` event to the ledger. Redis accepts a release only before the
 deadline, so a release never moves the final price.
 The close (`engine.groupbuy.closing`) turns paid payments into paid orders and
-refunds the difference to the final price.
+refunds the difference to the final price. An order the paid payments do not
+cover carries them as `orders.prepaid_won` and awaits a bank transfer of the
+remainder. When staff confirm that transfer (`engine.orders.confirm_deposit`), the
+payments are settled into the order.
 
 Each won a pledge payment receives, pays back in full or passes to an order is a
 money-ledger row of the payment (`record_pledge_ledger_entries`), written in the
@@ -104,6 +107,41 @@ async def refund_payment_in_full(connection: asyncpg.Connection, payment: asyncp
     return payment["amount_won"]
 
 
+async def paid_payments_for_update(
+    connection: asyncpg.Connection, campaign_id: int, user_id: int
+) -> list[asyncpg.Record]:
+    """Lock and return a member's paid payments of a campaign, oldest first.
+
+    Call after locking the campaign row and then the member's order, the lock order
+    of every payment writer.
+    """
+    return await connection.fetch(
+        "SELECT * FROM pledge_payments WHERE campaign_id = $1 AND user_id = $2 AND status = 'paid'"
+        " ORDER BY id FOR UPDATE",
+        campaign_id, user_id,
+    )
+
+
+async def settle_into_order(connection: asyncpg.Connection, order_id: int, paid: Sequence[asyncpg.Record]) -> int:
+    """Settle paid payments into an order and credit it with them; return the won settled.
+
+    Each payment becomes `settled` on the order with a `settlement` row in the money
+    ledger that moves its money to the order, and the order's `prepaid_won` becomes
+    their sum. A payment settled before raises UniqueViolationError, because a
+    payment leaves the ledger at most once. Call inside the transaction that marks
+    the order paid, with the payment rows locked.
+    """
+    payment_ids = [payment["id"] for payment in paid]
+    await connection.execute(
+        "UPDATE pledge_payments SET status = 'settled', order_id = $2 WHERE id = ANY($1::bigint[])",
+        payment_ids, order_id,
+    )
+    await record_pledge_ledger_entries(connection, payment_ids, "settlement")
+    prepaid_won = sum(payment["amount_won"] for payment in paid)
+    await connection.execute("UPDATE orders SET prepaid_won = $2 WHERE id = $1", order_id, prepaid_won)
+    return prepaid_won
+
+
 async def settle_payments(
     connection: asyncpg.Connection,
     campaign_id: int,
@@ -115,21 +153,15 @@ async def settle_payments(
     """Apply a member's paid payments to their order and refund the excess; return the refund.
 
     The caller checked that the paid payments cover `amount_won` and marked the order
-    paid. Paid payments become `settled` on the order, each with a `settlement` row
-    in the money ledger that moves its money to the order; payments still awaiting
-    a deposit are no longer needed and expire. One refund row per order
+    paid. Paid payments are settled into the order (`settle_into_order`); payments
+    still awaiting a deposit are no longer needed and expire. One refund row per order
     (`...:difference`, unique), recorded in the money ledger on the order as an
     `overpayment` row (received beyond the sale) and a `refund` row (paid back) of
     the same amount. The commission stays as the close fixed it on the sale, because
     the excess was never part of the sale.
     """
     paid = [p for p in payments if p["status"] == "paid"]
-    refund_won = sum(p["amount_won"] for p in paid) - amount_won
-    await connection.execute(
-        "UPDATE pledge_payments SET status = 'settled', order_id = $2 WHERE id = ANY($1::bigint[])",
-        [p["id"] for p in paid], order_id,
-    )
-    await record_pledge_ledger_entries(connection, [p["id"] for p in paid], "settlement")
+    refund_won = await settle_into_order(connection, order_id, paid) - amount_won
     await connection.execute(
         "UPDATE pledge_payments SET status = 'expired' WHERE id = ANY($1::bigint[])",
         [p["id"] for p in payments if p["status"] == "awaiting_deposit"],
@@ -228,7 +260,7 @@ async def confirm_pledge_deposit(db: asyncpg.Pool, payment_id: int, staff_actor:
     Before the close the payment keeps its units held until the close. After a
     successful close it is applied to the member's order, which becomes paid once
     the member's paid payments cover it (the excess is refunded). A deposit for a
-    campaign that failed or an order that was cancelled is refunded in full at once.
+    campaign that failed or an order that was cancelled or paid is refunded in full at once.
     Raises DomainError `forbidden` for non-staff, `payment_not_found`, and
     `payment_not_awaiting_deposit` when it was paid, expired or refunded.
     """
@@ -291,6 +323,8 @@ async def _apply_after_close(connection: asyncpg.Connection, campaign: asyncpg.R
     )
     paid_won = sum(p["amount_won"] for p in payments if p["status"] == "paid")
     if paid_won < order["amount_won"]:
+        # The order still awaits the remainder, which staff confirm with `engine.orders.confirm_deposit`.
+        await connection.execute("UPDATE orders SET prepaid_won = $2 WHERE id = $1", order["id"], paid_won)
         return "partly_paid"
     await connection.execute("UPDATE orders SET status = 'paid', paid_at = now() WHERE id = $1", order["id"])
     await settle_payments(connection, campaign["id"], payment["user_id"], order["id"], payments, order["amount_won"])

@@ -136,3 +136,19 @@ async def pledge_ledger(db: asyncpg.Pool, campaign_id: int) -> list[tuple[int, s
         campaign_id,
     )
     return [(row["pledge_payment_id"], row["entry"], row["amount_won"]) for row in rows]
+
+
+async def partly_prepaid_order(db, campaigns, settings, consumer, market, member) -> tuple[int, asyncpg.Record]:  # type: ignore[no-untyped-def]
+    """Close an up-front campaign where `member` paid for 4 units, then raised the pledge to 10.
+
+    The campaign closes at 8,000 won, so the member's order is 80,000 won and
+    awaits the 44,000 won left after the 36,000 won paid up front. Returns the
+    paid payment's id and the order.
+    """
+    campaign_id = await make_campaign(market, campaigns, payment_timing="up_front")
+    payment_id = await pay_up_front(market, campaigns, campaign_id, member, 4, confirm=True)
+    await pledge(market, campaigns, campaign_id, member, 10)
+    await wait_until_deadline(campaigns, campaign_id)
+    assert await close_until_final(db, campaigns, settings, consumer, campaign_id) == "succeeded"
+    order = (await orders_by_user(db, campaign_id))[member.user_id]
+    return payment_id, order
