@@ -6,7 +6,8 @@ minimum total). A bank transfer (무통장입금) keeps the pledge's units reser
 staff confirm the deposit (`confirm_pledge_deposit`) or the hold expires. Then
 `expire_hold` releases the units in Redis with one script call, which appends one
 `hold_expired` event to the ledger. Redis accepts a release only before the
-deadline, so a release never moves the final price.
+deadline, so a release never moves the final price. Staff may still confirm a
+deposit that arrived after its hold expired.
 The close (`engine.groupbuy.closing`) turns paid payments into paid orders and
 refunds the difference to the final price. An order the paid payments do not
 cover carries them as `orders.prepaid_won` and awaits a bank transfer of the
@@ -261,8 +262,12 @@ async def confirm_pledge_deposit(db: asyncpg.Pool, payment_id: int, staff_actor:
     successful close it is applied to the member's order, which becomes paid once
     the member's paid payments cover it (the excess is refunded). A deposit for a
     campaign that failed or an order that was cancelled or paid is refunded in full at once.
-    Raises DomainError `forbidden` for non-staff, `payment_not_found`, and
-    `payment_not_awaiting_deposit` when it was paid, expired or refunded.
+
+    A deposit that arrived after its hold expired is recorded the same way, except
+    that a payment whose units the expiry released is refunded in full at once,
+    because its units are no longer reserved. Raises DomainError `forbidden` for
+    non-staff, `payment_not_found`, and `payment_not_awaiting_deposit` when the
+    payment was paid, settled or refunded already.
     """
     require_staff(staff_actor)
     campaign_id = await db.fetchval("SELECT campaign_id FROM pledge_payments WHERE id = $1", payment_id)
@@ -276,21 +281,28 @@ async def confirm_pledge_deposit(db: asyncpg.Pool, payment_id: int, staff_actor:
             payment = await connection.fetchrow(
                 "SELECT * FROM pledge_payments WHERE id = $1 FOR UPDATE", payment_id
             )
-            if payment["status"] != "awaiting_deposit":
+            if payment["status"] not in ("awaiting_deposit", "expired"):
                 raise DomainError(
                     "payment_not_awaiting_deposit",
-                    f"payment {payment_id} is {payment['status']}; only a payment awaiting its deposit can be confirmed",
+                    f"payment {payment_id} is {payment['status']}; only a payment awaiting its deposit,"
+                    " or one whose hold expired unpaid, can be confirmed",
                     payment_id=payment_id, status=payment["status"],
                 )
+            late = payment["status"] == "expired"
             payment = await connection.fetchrow(
                 "UPDATE pledge_payments SET status = 'paid', paid_at = now(), confirmed_by = $2"
                 " WHERE id = $1 RETURNING *",
                 payment_id, staff_actor.user_id,
             )
             await record_pledge_ledger_entries(connection, [payment_id], "payment")
+            if late and await _units_released(connection, payment):
+                await refund_payment_in_full(connection, payment, "late_deposit")
+                outcome = "refunded"
+            else:
+                outcome = await _apply_after_close(connection, campaign, payment)
             await audit(connection, staff_actor, "pledge_payment.confirm_deposit", "pledge_payment", payment_id,
-                        {"campaign_id": campaign_id, "amount_won": payment["amount_won"]})
-            outcome = await _apply_after_close(connection, campaign, payment)
+                        {"campaign_id": campaign_id, "amount_won": payment["amount_won"], "late": late,
+                         "outcome": outcome})
             email = await connection.fetchval("SELECT email FROM users WHERE id = $1", payment["user_id"])
             if email:
                 mail = mails.up_front_deposit_confirmed(
@@ -299,8 +311,21 @@ async def confirm_pledge_deposit(db: asyncpg.Pool, payment_id: int, staff_actor:
                     amount_won=payment["amount_won"],
                 )
                 await outbox.enqueue(connection, f"pledge_payment:{payment_id}:paid", email, mail.subject, mail.body)
-    log.info("pledge deposit confirmed payment_id=%s campaign_id=%s actor_id=%s outcome=%s",
-             payment_id, campaign_id, staff_actor.user_id, outcome)
+    log.info("pledge deposit confirmed payment_id=%s campaign_id=%s actor_id=%s late=%s outcome=%s",
+             payment_id, campaign_id, staff_actor.user_id, late, outcome)
+
+
+async def _units_released(connection: asyncpg.Connection, payment: asyncpg.Record) -> bool:
+    """Return whether the pledge ledger stores the release of an expired payment's units.
+
+    The ledger consumer stores a release shortly after Redis made it. A deposit
+    confirmed in between is held like any paid payment, and the close then refunds it
+    or applies it to the member's order, so either way the money is accounted for.
+    """
+    return bool(await connection.fetchval(
+        "SELECT 1 FROM pledge_events WHERE campaign_id = $1 AND user_id = $2 AND client_id = $3",
+        payment["campaign_id"], payment["user_id"], release_key(payment["id"]),
+    ))
 
 
 async def _apply_after_close(connection: asyncpg.Connection, campaign: asyncpg.Record, payment: asyncpg.Record) -> str:

@@ -1,4 +1,4 @@
-"""Up-front group-buy orders paid partly in advance.
+"""Up-front group-buy orders paid partly in advance, and pledge deposits that arrive after their hold expired.
 
 A member who paid for some units up front and then raised the pledge gets an order
 that awaits the remainder. Staff confirming that deposit settle the up-front
@@ -21,6 +21,7 @@ from engine.db import create_pool, migrate
 from engine.errors import DomainError
 from engine.groupbuy.payments import confirm_pledge_deposit, record_up_front_payment
 from engine.orders import DepositConfirmation, confirm_deposit, order_balance
+from workers.campaigns import HoldExpirer
 from invariants import check_campaign_invariants, check_orders_money
 from groupbuy_testkit import (
     AT_MOST_WON,
@@ -42,6 +43,12 @@ __all__ = ["campaign_consumer", "campaigns"]  # fixtures
 
 PREPAID_MIGRATION = "0017_order_prepaid_deposit"
 COMMISSION_WON = 80_000 * 400 // 10_000  # local farm goods: 400 bp
+
+
+async def lapse_hold(db: asyncpg.Pool, payment_id: int) -> None:
+    await db.execute(
+        "UPDATE pledge_payments SET hold_expires_at = now() - interval '1 second' WHERE id = $1", payment_id
+    )
 
 
 async def audit_details(db: asyncpg.Pool, action: str, target_id: int) -> list[dict]:
@@ -249,6 +256,81 @@ async def test_invariants_catch_unsettled_prepayment(db, campaigns, campaign_con
             assert "the money ledger receives what the buyer paid up front and by transfer" in str(short.value)
         finally:
             await transaction.rollback()
+
+
+# -- pledge deposits after their hold expired -----------------------------------------------
+
+
+async def test_late_deposit_after_release_refunded(db, campaigns, campaign_consumer, wk_settings, market):
+    """A deposit confirmed after the hold expired and released its units is refunded in full, once."""
+    campaign_id = await make_campaign(market, campaigns, duration_s=3600, payment_timing="up_front")
+    member = await market.member()
+    payment_id = await pay_up_front(market, campaigns, campaign_id, member, 4, confirm=False)
+    await lapse_hold(db, payment_id)
+    assert await HoldExpirer(db, campaigns).round() == 1
+    await campaign_consumer.drain()
+    assert await campaigns.pledges(campaign_id) == {}
+
+    await confirm_pledge_deposit(db, payment_id, market.staff)
+
+    assert await db.fetchval("SELECT status FROM pledge_payments WHERE id = $1", payment_id) == "refunded"
+    refunds = await db.fetch("SELECT payment_id, order_id, amount_won, reason FROM refunds")
+    assert [tuple(row.values()) for row in refunds] == [(payment_id, None, 36_000, "late_deposit")]
+    assert await pledge_ledger(db, campaign_id) == [(payment_id, "payment", 36_000), (payment_id, "refund", 36_000)]
+    [detail] = await audit_details(db, "pledge_payment.confirm_deposit", payment_id)
+    assert (detail["late"], detail["outcome"]) == (True, "refunded")
+    with pytest.raises(DomainError) as again:
+        await confirm_pledge_deposit(db, payment_id, market.staff)
+    assert again.value.code == "payment_not_awaiting_deposit"
+    assert await db.fetchval("SELECT count(*) FROM refunds") == 1
+    await check_campaign_invariants(db, campaigns)
+
+
+async def test_late_deposit_before_release_stored(db, campaigns, campaign_consumer, wk_settings, market):
+    """A late deposit confirmed before the release reached the ledger is held, and the close refunds it."""
+    campaign_id = await make_campaign(market, campaigns, duration_s=3.0, payment_timing="up_front")
+    payer, late = await market.member("김가영"), await market.member("이나래")
+    await pay_up_front(market, campaigns, campaign_id, payer, 6, confirm=True)
+    late_payment = await pay_up_front(market, campaigns, campaign_id, late, 4, confirm=False)
+    await lapse_hold(db, late_payment)
+    assert await HoldExpirer(db, campaigns).round() == 1
+    assert await campaigns.pledges(campaign_id) == {payer.user_id: 6}
+
+    await confirm_pledge_deposit(db, late_payment, market.staff)
+
+    assert await db.fetchval("SELECT status FROM pledge_payments WHERE id = $1", late_payment) == "paid"
+    await wait_until_deadline(campaigns, campaign_id)
+    assert await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id) == "succeeded"
+    assert set(await orders_by_user(db, campaign_id)) == {payer.user_id}
+    assert await db.fetchval("SELECT status FROM pledge_payments WHERE id = $1", late_payment) == "refunded"
+    assert await db.fetchval("SELECT reason FROM refunds WHERE payment_id = $1", late_payment) == "pledge_cancelled"
+    await check_campaign_invariants(db, campaigns)
+
+
+async def test_late_deposit_after_deadline_pays_order(db, campaigns, campaign_consumer, wk_settings, market):
+    """A hold that expired after the deadline kept its units, so its late deposit pays the member's order."""
+    campaign_id = await make_campaign(market, campaigns, payment_timing="up_front")
+    payer, late = await market.member("김가영"), await market.member("이나래")
+    await pay_up_front(market, campaigns, campaign_id, payer, 6, confirm=True)
+    late_payment = await pay_up_front(market, campaigns, campaign_id, late, 4, confirm=False)
+    await wait_until_deadline(campaigns, campaign_id)
+    await lapse_hold(db, late_payment)
+    assert await HoldExpirer(db, campaigns).round() == 1
+    assert await close_until_final(db, campaigns, wk_settings, campaign_consumer, campaign_id) == "succeeded"
+    order = (await orders_by_user(db, campaign_id))[late.user_id]
+    assert (order["status"], order["amount_won"], order["prepaid_won"]) == ("awaiting_payment", 32_000, 0)
+
+    await confirm_pledge_deposit(db, late_payment, market.staff)
+
+    order = (await orders_by_user(db, campaign_id))[late.user_id]
+    assert (order["status"], order["prepaid_won"], order["deposit_won"]) == ("paid", 36_000, None)
+    assert await db.fetchval("SELECT status FROM pledge_payments WHERE id = $1", late_payment) == "settled"
+    refunds = await db.fetch("SELECT order_id, amount_won, reason FROM refunds WHERE user_id = $1", late.user_id)
+    assert [tuple(row.values()) for row in refunds] == [(order["id"], 4_000, "price_difference")]
+    [detail] = await audit_details(db, "pledge_payment.confirm_deposit", late_payment)
+    assert (detail["late"], detail["outcome"]) == (True, "order_paid")
+    await check_campaign_invariants(db, campaigns)
+    await check_orders_money(db, [order["id"]])
 
 
 # -- the migration -----------------------------------------------------------------------------
