@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import TypeGuard
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -33,7 +34,7 @@ def is_mail_address(text: str) -> bool:
     return len(text) <= EMAIL_MAX_CHARS and _MAIL_ADDRESS_RE.fullmatch(text) is not None
 
 
-def is_locale(value: object) -> bool:
+def is_locale(value: object) -> TypeGuard[str]:
     """Return whether `value` is one of `LOCALES` ("ko" or "en"), compared exactly."""
     return isinstance(value, str) and value in LOCALES
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from starlette.requests import Request
 
-from engine.accounts import hash_password, is_mail_address, verify_password
+from engine.accounts import DEFAULT_LOCALE, hash_password, is_locale, is_mail_address, verify_password
 from web.i18n import N_
 from web.sessions import CurrentUser
 
@@ -28,10 +28,14 @@ class RegistrationForm:
     email: str
     password: str
     display_name: str
+    locale: str = DEFAULT_LOCALE  # the language of the member's pages and mails
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_values(cls, email: object, password: object, display_name: object) -> RegistrationForm:
+    def from_values(
+        cls, email: object, password: object, display_name: object, locale: object = None, *, page_locale: str
+    ) -> RegistrationForm:
+        """Build a form from submitted values; a missing `locale` (None) takes the page's locale."""
         def text(value: object) -> str:
             return value if isinstance(value, str) else ""
 
@@ -39,6 +43,7 @@ class RegistrationForm:
             email=text(email).strip(),
             password=text(password),
             display_name=unicodedata.normalize("NFC", text(display_name).strip()),
+            locale=page_locale if locale is None else text(locale),
         )
 
     def validate(self) -> bool:
@@ -61,6 +66,9 @@ class RegistrationForm:
             self.errors["display_name"] = N_("The display name must be at most 30 characters long.")
         elif any(unicodedata.category(char).startswith("C") for char in self.display_name):
             self.errors["display_name"] = N_("The display name contains characters that are not allowed.")
+
+        if not is_locale(self.locale):
+            self.errors["locale"] = N_('Choose "ko" (Korean) or "en" (English) as the language.')
         return not self.errors
 
 
@@ -73,8 +81,8 @@ async def fetch_user(db: asyncpg.Pool, user_id: int) -> CurrentUser | None:
     return CurrentUser.from_row(row) if row else None
 
 
-async def create_member(db: asyncpg.Pool, form: RegistrationForm, locale: str) -> CurrentUser:
-    """Insert a validated registration as a 'member'; raise EmailTakenError on a duplicate."""
+async def create_member(db: asyncpg.Pool, form: RegistrationForm) -> CurrentUser:
+    """Insert a validated registration as a 'member' with its locale; raise EmailTakenError on a duplicate."""
     # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
     password_hash = await asyncio.to_thread(hash_password, form.password)
     try:
@@ -84,11 +92,22 @@ async def create_member(db: asyncpg.Pool, form: RegistrationForm, locale: str) -
             form.email,
             password_hash,
             form.display_name,
-            locale,
+            form.locale,
         )
     except asyncpg.UniqueViolationError as exc:
         raise EmailTakenError(form.email) from exc
     return CurrentUser.from_row(row)
+
+
+async def update_locale(db: asyncpg.Pool, user_id: int, locale: str) -> CurrentUser | None:
+    """Store the language of a user's pages and mails; return the updated user, or None when the user is gone.
+
+    Raises ValueError for a locale outside `engine.accounts.LOCALES`.
+    """
+    if not is_locale(locale):
+        raise ValueError(f"unknown locale {locale!r}")
+    row = await db.fetchrow(f"UPDATE users SET locale = $2 WHERE id = $1 RETURNING {_USER_COLUMNS}", user_id, locale)
+    return CurrentUser.from_row(row) if row else None
 
 
 async def authenticate(db: asyncpg.Pool, email: str, password: str) -> CurrentUser | None:

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse
 
 from web.api import ApiRoutes, read_json
 from web.errors import ERRORS, ApiError
-from web.i18n import translate_all
+from web.i18n import LOCALES, translate_all
 from web.ratelimit import check_rate, client_ip
 from web.security import current_user, require_user
 from web.users import EmailTakenError, RegistrationForm, authenticate, create_member, login_user, logout_user
@@ -33,6 +33,12 @@ _REGISTER_SCHEMA: dict[str, Any] = {
         "email": {"type": "string", "format": "email", "maxLength": 254},
         "password": {"type": "string", "minLength": 8, "maxLength": 256},
         "display_name": {"type": "string", "minLength": 1, "maxLength": 30},
+        "locale": {
+            "type": "string",
+            "enum": list(LOCALES),
+            "description": "Language of the member's pages and mails. Without it, the request's page language"
+            " (the `lang` cookie or `?lang=`, else ko).",
+        },
     },
 }
 _LOGIN_SCHEMA: dict[str, Any] = {
@@ -60,12 +66,15 @@ def session_payload(request: Request) -> dict[str, Any]:
 )
 async def register(request: Request) -> JSONResponse:
     data = await read_json(request)
-    form = RegistrationForm.from_values(data.get("email"), data.get("password"), data.get("display_name"))
+    form = RegistrationForm.from_values(
+        data.get("email"), data.get("password"), data.get("display_name"), data.get("locale"),
+        page_locale=request.state.locale,
+    )
     if not form.validate():
         fields = {name: {"message": translate_all(msgid)} for name, msgid in form.errors.items()}
         raise ApiError("validation_failed", fields=fields)
     try:
-        user = await create_member(request.app.state.db, form, request.state.locale)
+        user = await create_member(request.app.state.db, form)
     except EmailTakenError:
         fields = {"email": {"message": translate_all(ERRORS["email_taken"].msgid)}}
         raise ApiError("email_taken", fields=fields) from None

@@ -8,6 +8,7 @@ from starlette.routing import Route
 
 from web.errors import ERRORS, ApiError
 from web.ratelimit import check_rate, client_ip
+from web.templating import LANGUAGE_NAMES
 from web.users import EmailTakenError, RegistrationForm, authenticate, create_member, login_user, logout_user
 
 
@@ -52,20 +53,27 @@ async def login_page(request: Request) -> Response:
 async def register_page(request: Request) -> Response:
     templates = request.app.state.templates
     if request.method == "GET":
-        return templates.TemplateResponse(request, "auth/register.html", {"form": RegistrationForm("", "", "")})
+        form = RegistrationForm("", "", "", locale=request.state.locale)
+        return templates.TemplateResponse(request, "auth/register.html", {"form": form, "languages": LANGUAGE_NAMES})
 
     data = await request.form()
-    form = RegistrationForm.from_values(data.get("email"), data.get("password"), data.get("display_name"))
+    form = RegistrationForm.from_values(
+        data.get("email"), data.get("password"), data.get("display_name"), data.get("locale"),
+        page_locale=request.state.locale,
+    )
+    context = {"form": form, "languages": LANGUAGE_NAMES}
     if not form.validate():
-        return templates.TemplateResponse(request, "auth/register.html", {"form": form}, status_code=422)
+        return templates.TemplateResponse(request, "auth/register.html", context, status_code=422)
     try:
-        user = await create_member(request.app.state.db, form, request.state.locale)
+        user = await create_member(request.app.state.db, form)
     except EmailTakenError:
         form.errors["email"] = ERRORS["email_taken"].msgid
-        return templates.TemplateResponse(request, "auth/register.html", {"form": form}, status_code=409)
+        return templates.TemplateResponse(request, "auth/register.html", context, status_code=409)
 
     login_user(request, user)
-    return RedirectResponse("/", status_code=303)
+    # A language other than the page's also switches the pages (`?lang=` sets the page cookie).
+    home = "/" if form.locale == request.state.locale else f"/?lang={form.locale}"
+    return RedirectResponse(home, status_code=303)
 
 
 async def logout(request: Request) -> Response:
