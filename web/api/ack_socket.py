@@ -19,7 +19,17 @@ type) to `serve_ack_socket`, which runs the protocol (JSON text frames):
    the message's `client_id`, or null when it has none. A binary frame, or a text
    frame that is not a JSON object with a known `type`, is answered
    `{"type": "error", "error": {...}}` (`invalid_json`), and the socket stays open.
-   A frame over `max_ws_frame_bytes` closes the socket with 1009.
+   A text frame over `max_ws_frame_bytes` bytes of UTF-8 closes the socket with 1009.
+   uvicorn's `ws_max_size`, set to the same limit in `web.__main__`, closes the
+   socket on any larger frame before the app reads it. So the check here applies
+   only when the app runs under a server with a larger limit.
+4. `accepted: false` means the command was not confirmed. For most codes it was
+   rejected and changed nothing. For `not_confirmed`, `pledge_not_confirmed` and
+   `result_unknown` it may have been applied, so the client sends it again with the
+   same `client_id`. The bid and pledge commands apply one client id at most once,
+   and a retry returns the first receipt. `result_unknown` is the ack of a command
+   that failed with an unexpected error (a PostgreSQL error, for example). The
+   error is logged, and the socket stays open.
 
 Messages of one socket are handled one at a time, in order. The session and its
 user are read at the handshake. Before each command the socket checks that the
@@ -34,20 +44,30 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from web.errors import ApiError
+from engine.auction.service import CLIENT_ID_PATTERN
+from web.errors import ApiError, register_error
+from web.i18n import N_
 from web.security import origin_allowed
 from web.sessions import SessionCheck, SessionEnded
 
 log = logging.getLogger("jangteo.web.ack_socket")
 
+register_error("result_unknown", 500, N_(
+    "The server failed while handling this request, so it may or may not have been applied."
+    " Send it again with the same client_id."
+))
+
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
+# Message fields logged with a failed command, such as `lot_id` and `campaign_id`.
+_ID_FIELD_PATTERN = re.compile(r"[a-z_]{1,32}_id")
 
 # A command gets the socket, the parsed message and the session check, which it
 # must await (through the place_* functions) before it changes anything. It returns
@@ -73,18 +93,19 @@ async def serve_ack_socket(websocket: WebSocket, commands: Mapping[str, Command]
     try:
         if not await _hello(websocket, state.get("session")):
             return
+        failures = _FailureLog(websocket.url.path, user.id)
         while True:
             text = await _receive_text(websocket)
             if text is None:
                 await _send_error(websocket, ApiError("invalid_json", expected="a text frame"))
                 continue
-            if len(text) > settings.max_ws_frame_bytes:
+            if len(text.encode()) > settings.max_ws_frame_bytes:
                 await websocket.close(CLOSE_MESSAGE_TOO_BIG)
                 return
             app_state = websocket.app.state
             check = SessionCheck.submit(app_state.batcher, app_state.keys, state.get("session"))
             try:
-                reply: bytes | None = await _answer(websocket, text, commands, expected, check)
+                reply: bytes | None = await _answer(websocket, text, commands, expected, check, failures)
             except SessionEnded:
                 reply = None
             # A command that changes anything awaited the check first. A command
@@ -129,7 +150,12 @@ async def _hello(websocket: WebSocket, session: Any) -> bool:
 
 
 async def _answer(
-    websocket: WebSocket, text: str, commands: Mapping[str, Command], expected: str, check: SessionCheck
+    websocket: WebSocket,
+    text: str,
+    commands: Mapping[str, Command],
+    expected: str,
+    check: SessionCheck,
+    failures: _FailureLog,
 ) -> bytes:
     message = _parse_message(text)
     kind = message.get("type") if message is not None else None
@@ -141,7 +167,48 @@ async def _answer(
         fields = await command(websocket, message, check)
     except ApiError as error:
         return orjson.dumps({"type": "ack", "client_id": client_id, "accepted": False, **error.to_json()})
+    except SessionEnded:
+        raise
+    except Exception as error:
+        # The command may have changed state before it failed, so the ack must not
+        # say that it was rejected. The ack carries no detail of the error, because
+        # its text may contain SQL or row values. Only the log gets the text.
+        failures.record(error, message)
+        fields = ApiError("result_unknown").to_json()
+        return orjson.dumps({"type": "ack", "client_id": client_id, "accepted": False, **fields})
     return orjson.dumps({"type": "ack", "client_id": client_id, "accepted": True, **fields})
+
+
+class _FailureLog:
+    """Error log of one socket's commands that failed with an unexpected exception.
+
+    The first failure is logged with its traceback, and each later one as one line
+    with the running count, so a client that repeats a failing command cannot flood
+    the log with tracebacks.
+    """
+
+    def __init__(self, path: str, user_id: int) -> None:
+        self.path = path
+        self.user_id = user_id
+        self.count = 0
+
+    def record(self, error: Exception, message: dict[str, Any]) -> None:
+        self.count += 1
+        # Only the message's type, a well-formed client id and its integer ids are
+        # logged, because the other fields are whatever the client sent.
+        kind = message.get("type")
+        client_id = message.get("client_id")
+        if not isinstance(client_id, str) or not CLIENT_ID_PATTERN.fullmatch(client_id):
+            client_id = None
+        ids = " ".join(
+            f"{name}={value}" for name, value in message.items()
+            if _ID_FIELD_PATTERN.fullmatch(name) and isinstance(value, int) and not isinstance(value, bool)
+        )
+        log.error(
+            "ws command failed path=%s user_id=%d type=%s client_id=%s %s error=%s failures=%d",
+            self.path, self.user_id, kind, client_id, ids, type(error).__name__, self.count,
+            exc_info=error if self.count == 1 else None,
+        )
 
 
 async def _send_error(websocket: WebSocket, error: ApiError) -> None:
