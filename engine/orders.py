@@ -107,9 +107,11 @@ async def confirm_deposit(
                 "refund_won": confirmation.refund_won, "settled_payment_ids": [p["id"] for p in prepaid],
             })
             if order["buyer_email"]:
-                # TODO: name the up-front payments applied and the refund of any excess in this mail.
-                mail = templates.deposit_confirmed(await recipient_locale(connection, order["buyer_email"]),
-                                                   order_no=order["order_no"], amount_won=confirmation.deposit_won)
+                mail = templates.deposit_confirmed(
+                    await recipient_locale(connection, order["buyer_email"]), order_no=order["order_no"],
+                    amount_won=confirmation.amount_won, prepaid_won=confirmation.prepaid_won,
+                    deposit_won=confirmation.deposit_won, refund_won=confirmation.refund_won,
+                )
                 await outbox.enqueue(connection, f"order:{order_id}:paid", order["buyer_email"], mail.subject, mail.body)
     log.info("deposit confirmed order_id=%s actor_id=%s prepaid_won=%s deposit_won=%s refund_won=%s",
              order_id, actor.user_id, confirmation.prepaid_won, confirmation.deposit_won, confirmation.refund_won)

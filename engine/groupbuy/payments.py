@@ -308,7 +308,7 @@ async def confirm_pledge_deposit(db: asyncpg.Pool, payment_id: int, staff_actor:
                 mail = mails.up_front_deposit_confirmed(
                     await recipient_locale(connection, email),
                     campaign_id=campaign_id, title=campaign["title"], units=payment["units"],
-                    amount_won=payment["amount_won"],
+                    amount_won=payment["amount_won"], refunded=outcome == "refunded",
                 )
                 await outbox.enqueue(connection, f"pledge_payment:{payment_id}:paid", email, mail.subject, mail.body)
     log.info("pledge deposit confirmed payment_id=%s campaign_id=%s actor_id=%s late=%s outcome=%s",

@@ -53,6 +53,9 @@ def succeeded_awaiting_payment(
     )
     if paid_won:
         body += _("Deposits already confirmed: {paid}\n").format(paid=text.won(paid_won))
+        body += _("Left to transfer: {remainder} (the amount to pay minus the deposits already confirmed)\n").format(
+            remainder=text.won(amount_won - paid_won)
+        )
     body += "\n" + _bank_transfer_lines(text, due_at)
     return Mail(subject, body)
 
@@ -159,7 +162,10 @@ def up_front_payment_requested(
     return Mail(subject, body)
 
 
-def up_front_deposit_confirmed(locale: str, *, campaign_id: int, title: str, units: int, amount_won: int) -> Mail:
+def up_front_deposit_confirmed(
+    locale: str, *, campaign_id: int, title: str, units: int, amount_won: int, refunded: bool = False
+) -> Mail:
+    """Build the member's mail after staff confirmed an up-front deposit; `refunded` when it is paid back in full."""
     text = mail_locale(locale)
     _, ngettext = text.gettext, text.ngettext
     subject = text.subject(_("Group buy deposit confirmed: {title}").format(title=one_line(title)))
@@ -168,7 +174,10 @@ def up_front_deposit_confirmed(locale: str, *, campaign_id: int, title: str, uni
         "Group buy #{campaign_id} “{title}”: your deposit of {amount} for {units} units has been confirmed.\n",
         units,
     ).format(campaign_id=campaign_id, title=one_line(title, 200), units=units, amount=text.won(amount_won))
-    body += _("Once the final unit price is set after the deadline, we refund the difference.\n")
+    if refunded:
+        body += _("No pledge or order is left for this deposit to pay, so it will be refunded in full.\n")
+    else:
+        body += _("Once the final unit price is set after the deadline, we refund the difference.\n")
     return Mail(subject, body)
 
 

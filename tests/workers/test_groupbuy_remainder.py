@@ -51,6 +51,12 @@ async def lapse_hold(db: asyncpg.Pool, payment_id: int) -> None:
     )
 
 
+async def mail_body(db: asyncpg.Pool, event_key: str) -> str:
+    """Return the body of the one outbox mail queued for `event_key`."""
+    [body] = [row["body_text"] for row in await db.fetch("SELECT body_text FROM outbox WHERE event_key = $1", event_key)]
+    return body
+
+
 async def audit_details(db: asyncpg.Pool, action: str, target_id: int) -> list[dict]:
     rows = await db.fetch(
         "SELECT detail FROM audit_log WHERE action = $1 AND target_id = $2 ORDER BY id", action, target_id
@@ -71,6 +77,9 @@ async def test_remainder_deposit_settles_prepayment(db, campaigns, campaign_cons
     assert balance is not None
     assert (balance.amount_won, balance.prepaid_won, balance.due_won) == (80_000, 36_000, 44_000)
     assert balance.deposit_won is None
+    closed_mail = await mail_body(db, f"campaign:{order['campaign_id']}:succeeded")
+    assert "이미 입금 확인된 금액: 36,000원" in closed_mail
+    assert "입금하실 금액: 44,000원" in closed_mail
     await check_orders_money(db, [order["id"]])
 
     confirmation = await confirm_deposit(db, market.staff, order["id"])
@@ -96,6 +105,10 @@ async def test_remainder_deposit_settles_prepayment(db, campaigns, campaign_cons
     balance = await order_balance(db, order["id"])
     assert balance is not None
     assert (balance.status, balance.prepaid_won, balance.deposit_won) == ("paid", 36_000, 44_000)
+    paid_mail = await mail_body(db, f"order:{order['id']}:paid")
+    assert "입금액 44,000원" in paid_mail
+    assert "공동구매 선결제 금액: 36,000원 (주문 금액 80,000원)" in paid_mail
+    assert "환불" not in paid_mail
     await check_campaign_invariants(db, campaigns)
     await check_orders_money(db, [order["id"]])
 
@@ -117,6 +130,9 @@ async def test_full_amount_transfer_refunds_excess(db, campaigns, campaign_consu
         "sale": 80_000, "commission": COMMISSION_WON, "overpayment": 36_000, "refund": 36_000,
     }
     assert await db.fetchval("SELECT status FROM pledge_payments WHERE id = $1", payment_id) == "settled"
+    paid_mail = await mail_body(db, f"order:{order['id']}:paid")
+    assert "입금액 80,000원" in paid_mail
+    assert "결제할 금액을 넘는 36,000원은 환불됩니다" in paid_mail
     await check_campaign_invariants(db, campaigns)
     await check_orders_money(db, [order["id"]])
 
@@ -279,6 +295,7 @@ async def test_late_deposit_after_release_refunded(db, campaigns, campaign_consu
     assert await pledge_ledger(db, campaign_id) == [(payment_id, "payment", 36_000), (payment_id, "refund", 36_000)]
     [detail] = await audit_details(db, "pledge_payment.confirm_deposit", payment_id)
     assert (detail["late"], detail["outcome"]) == (True, "refunded")
+    assert "입금액 전액을 환불해 드립니다" in await mail_body(db, f"pledge_payment:{payment_id}:paid")
     with pytest.raises(DomainError) as again:
         await confirm_pledge_deposit(db, payment_id, market.staff)
     assert again.value.code == "payment_not_awaiting_deposit"
