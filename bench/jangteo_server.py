@@ -6,6 +6,8 @@ Origin), and the switches of the speed-up comparisons:
   redis-py call on a pooled connection, instead of in pipelines on the web app's
   `PipelinedConnection`;
 - BENCH_NO_HIREDIS=1: redis-py parses replies in Python (hiredis hidden from import).
+  The app's `PipelinedConnection` needs hiredis, so without it the batcher sends
+  redis-py pipelines on pooled connections.
 
 The bid benchmark bids through `/ws/bids` (`web/api/ws_bids.py`) and the pledge
 benchmark pledges through `/ws/pledges` (`web/api/ws_pledges.py`), which

@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
+from engine.auction import pipelined
 from engine.auction.batching import ScriptBatcher
 from engine.auction.pipelined import PipelinedConnection
 from engine.config import PROJECT_ROOT, Settings, get_settings
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         # Batched calls (bids, pledges, session checks, rate limits) share one connection
         # that keeps several pipelines in flight (engine/auction/pipelined.py).
-        batch_connection = PipelinedConnection(redis)
+        batch_connection = PipelinedConnection(redis) if pipelined.available() else None
         try:
             applied = await apply_migrations(db)
             await redis.ping()
@@ -104,7 +105,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             await stop_live(app)
-            await batch_connection.close()
+            if batch_connection is not None:
+                await batch_connection.close()
             await redis.aclose()
             await db.close()
             log.info("web stopped")
