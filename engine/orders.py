@@ -224,7 +224,7 @@ async def order_balance(db: asyncpg.Pool, order_id: int) -> OrderBalance | None:
     prepaid_won = order["prepaid_won"]
     if order["status"] == "awaiting_payment" and order["campaign_id"] is not None and order["buyer_id"] is not None:
         prepaid_won = await db.fetchval(
-            "SELECT coalesce(sum(amount_won), 0) FROM pledge_payments"
+            "SELECT coalesce(sum(amount_won), 0)::bigint FROM pledge_payments"
             " WHERE campaign_id = $1 AND user_id = $2 AND status = 'paid'",
             order["campaign_id"], order["buyer_id"],
         )

@@ -18,8 +18,9 @@ from starlette.responses import JSONResponse
 from engine.auction import staff as staff_actions
 from engine.auction.live import Snapshot
 from engine.auction.lots import create_lot
+from engine.auction.rules import InvalidAmount, parse_amount_won
 from engine.errors import DomainError
-from engine.orders import confirm_deposit
+from engine.orders import confirm_deposit, order_balance
 from web.api import ApiRoutes, json_response, read_json
 from web.errors import ApiError
 from web.live import auction_live
@@ -112,6 +113,37 @@ _CREATE_SCHEMA: dict[str, Any] = {
 }
 _EXTEND_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["end_at"], "properties": {"end_at": {"type": "string"}},
+}
+
+_CONFIRM_DEPOSIT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"deposit_won": {
+        **_AMOUNT_SCHEMA,
+        "description": "The transfer that arrived, in whole won; default the amount due. Below the amount due is "
+                       "409 deposit_short. Beyond it, the excess is recorded and refunded to the buyer.",
+    }},
+}
+_CONFIRMATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "order_id": {"type": "integer"}, "order_no": {"type": "string"}, "status": {"type": "string"},
+        "amount_won": {"type": "integer", "description": "The order's amount."},
+        "prepaid_won": {"type": "integer", "description": "Up-front group-buy payments settled into the order."},
+        "due_won": {"type": "integer", "description": "amount_won - prepaid_won, the transfer the order needed."},
+        "deposit_won": {"type": "integer", "description": "The transfer confirmed."},
+        "refund_won": {"type": "integer", "description": "deposit_won - due_won, refunded to the buyer."},
+    },
+}
+_BALANCE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "order_id": {"type": "integer"}, "order_no": {"type": "string"}, "channel": {"type": "string"},
+        "status": {"type": "string"}, "amount_won": {"type": "integer"},
+        "prepaid_won": {"type": "integer", "description": "Up-front group-buy payments that count toward the order."},
+        "due_won": {"type": "integer", "description": "amount_won - prepaid_won, the bank transfer the order needs."},
+        "deposit_won": {"type": ["integer", "null"], "description": "The transfer staff confirmed, if any."},
+        "payment_due_at": {"type": ["string", "null"], "format": "date-time"},
+    },
 }
 
 # -- shapes --------------------------------------------------------------------------
@@ -314,14 +346,38 @@ async def second_chance(request: Request) -> JSONResponse:
     return json_response({"lot_id": lot_id, "offer_id": offer_id}, 201)
 
 
+@routes.route("GET", "/orders/{order_id}/balance",
+              summary="Staff: an order's amount, the up-front payments that count toward it and the transfer due",
+              responses={200: _BALANCE_SCHEMA})
+async def order_balance_json(request: Request) -> JSONResponse:
+    _require_staff(request)
+    order_id = _path_int(request, "order_id")
+    balance = await order_balance(request.app.state.db, order_id)
+    if balance is None:
+        raise ApiError("order_not_found")
+    return json_response({
+        "order_id": balance.order_id, "order_no": balance.order_no, "channel": balance.channel,
+        "status": balance.status, "amount_won": balance.amount_won, "prepaid_won": balance.prepaid_won,
+        "due_won": balance.due_won, "deposit_won": balance.deposit_won,
+        "payment_due_at": balance.payment_due_at.isoformat() if balance.payment_due_at else None,
+    })
+
+
 @routes.route("POST", "/orders/{order_id}/confirm-deposit",
               summary="Staff: mark a bank-transfer order paid after seeing the deposit (audited)",
-              responses={200: {"type": "object"}})
+              request_schema=_CONFIRM_DEPOSIT_SCHEMA, responses={200: _CONFIRMATION_SCHEMA})
 async def confirm_order_deposit(request: Request) -> JSONResponse:
     user = _require_staff(request)
     order_id = _path_int(request, "order_id")
+    data = await read_json(request) if await request.body() else {}
+    deposit_won = None
+    if data.get("deposit_won") is not None:
+        try:
+            deposit_won = parse_amount_won(data["deposit_won"])
+        except InvalidAmount:
+            raise ApiError("invalid_amount", field="deposit_won") from None
     try:
-        await confirm_deposit(request.app.state.db, actor_of(user), order_id)
+        confirmation = await confirm_deposit(request.app.state.db, actor_of(user), order_id, deposit_won=deposit_won)
     except DomainError as error:
         raise _domain(error) from None
-    return json_response({"order_id": order_id, "status": "paid"})
+    return json_response({"status": "paid", **asdict(confirmation)})

@@ -63,6 +63,7 @@ STAFF_ERRORS: tuple[tuple[str, int, str], ...] = (
     ("offer_exists", 409, N_("This lot was already offered to its runner-up.")),
     ("order_not_found", 404, N_("No such order.")),
     ("order_not_awaiting_payment", 409, N_("This order is not awaiting payment.")),
+    ("deposit_short", 409, N_("The deposit of {deposit_won:,} won is less than the {due_won:,} won still due on this order. Confirm it once the rest has arrived.")),
 )
 
 PLEDGE_ERRORS: tuple[tuple[str, int, str], ...] = (
