@@ -8,6 +8,7 @@ page, or shows the error page.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -18,7 +19,7 @@ from starlette.routing import Route
 from engine.auction import staff as staff_actions
 from engine.errors import DomainError
 from engine.groupbuy import staff as campaign_staff
-from engine.groupbuy.closing import CampaignCloseOutcome
+from engine.groupbuy.closing import WAITING, CampaignCloseOutcome
 from engine.groupbuy.rules import CANCELLED, HELD
 from web import ids  # noqa: F401  (registers the {lot_id:id} convertor used below)
 from web.errors import ApiError
@@ -26,6 +27,7 @@ from web.i18n import gettext
 from web.live import auction_live
 from web.live.bids import actor_of, api_error_for
 from web.live.campaign_hub import campaign_live
+from web.live.campaign_views import fetch_campaign
 from web.live.lot_input import parse_datetime
 from web.security import require_role, role_required
 
@@ -114,7 +116,19 @@ async def cancel_campaign(request: Request) -> Response:
         return _answer(request, error=api_error)
     if not htmx:
         return RedirectResponse(f"/campaigns/{campaign_id}", status_code=303)
-    return _answer(request, message=cancel_message(locale, outcome))
+    return await _render_cancel_result(request, outcome, cancel_message(locale, outcome))
+
+
+async def _render_cancel_result(request: Request, outcome: CampaignCloseOutcome, message: str) -> Response:
+    """Render the result line, and the campaign's row out of band with its new status and no cancel form."""
+    view = await fetch_campaign(request.app.state.db, outcome.campaign_id)
+    if view is not None:
+        # A cancel whose settlement waits for the ledger leaves the campaign scheduled or
+        # open in PostgreSQL, but Redis has stopped its pledges, so the row shows it as cancelled.
+        status = CANCELLED if outcome.status == WAITING else outcome.status
+        view = dataclasses.replace(view, status=status)
+    context = {"message": message, "error_code": None, "error_message": None, "campaign": view}
+    return request.app.state.templates.TemplateResponse(request, "campaigns/_staff_cancel_result.html", context)
 
 
 def cancel_message(locale: str, outcome: CampaignCloseOutcome) -> str:
