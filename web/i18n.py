@@ -2,9 +2,11 @@
 
 Korean is the default whatever the browser's Accept-Language header requests.
 `?lang=en` (or `?lang=ko`) on any page switches and stores the choice in the `lang`
-cookie. The catalogs live in `web/locale/<locale>/LC_MESSAGES/messages.po` with English msgids;
-`ensure_compiled()` builds a missing or outdated `.mo` at start, so a checkout works
-without running `pybabel compile` first.
+cookie. A handler can switch the same way with `switch_locale()`, as login does with
+the member's stored locale. The catalogs live in
+`web/locale/<locale>/LC_MESSAGES/messages.po` with English msgids; `ensure_compiled()`
+builds a missing or outdated `.mo` at start, so a checkout works without running
+`pybabel compile` first.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
 from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from zoneinfo import ZoneInfo
 
@@ -29,6 +32,8 @@ LOCALES: tuple[str, ...] = ("ko", "en")
 DEFAULT_LOCALE = "ko"
 LOCALE_COOKIE = "lang"
 LOCALE_COOKIE_MAX_AGE_S = 365 * 24 * 3600
+# The `scope["state"]` key where `switch_locale()` stores the locale for the cookie.
+_SWITCHED_LOCALE_STATE = "switched_locale"
 KST = ZoneInfo("Asia/Seoul")
 
 log = logging.getLogger("jangteo.i18n")
@@ -111,8 +116,27 @@ def locale_from_scope(scope: Scope) -> tuple[str, str | None]:
     return DEFAULT_LOCALE, None
 
 
+def switch_locale(request: Request, locale: str) -> None:
+    """Switch this response and the visitor's later pages to `locale`, as `?lang=` does.
+
+    `LocaleMiddleware` stores the locale in the `lang` cookie when the response
+    starts. It takes precedence over a `?lang=` of the same request. Raises
+    ValueError for a locale outside LOCALES.
+    """
+    if locale not in LOCALES:
+        raise ValueError(f"unknown locale {locale!r}; expected one of {LOCALES}")
+    request.state.locale = locale
+    setattr(request.state, _SWITCHED_LOCALE_STATE, locale)
+
+
+def locale_cookie(locale: str, *, secure: bool) -> str:
+    """Return the Set-Cookie value that stores `locale` as the visitor's page language for a year."""
+    cookie = f"{LOCALE_COOKIE}={locale}; Path=/; Max-Age={LOCALE_COOKIE_MAX_AGE_S}; SameSite=Lax"
+    return cookie + "; Secure" if secure else cookie
+
+
 class LocaleMiddleware:
-    """Set `request.state.locale`, and store a `?lang=` choice in the `lang` cookie."""
+    """Set `request.state.locale`, and store a `?lang=` or `switch_locale()` choice in the `lang` cookie."""
 
     def __init__(self, app: ASGIApp, *, cookie_secure: bool = False) -> None:
         self.app = app
@@ -124,20 +148,17 @@ class LocaleMiddleware:
             return
 
         locale, requested = locale_from_scope(scope)
-        scope.setdefault("state", {})["locale"] = locale
-        if requested is None or scope["type"] != "http":
+        state = scope.setdefault("state", {})
+        state["locale"] = locale
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                cookie = (
-                    f"{LOCALE_COOKIE}={requested}; Path=/; Max-Age={LOCALE_COOKIE_MAX_AGE_S}; SameSite=Lax"
-                )
-                if self.cookie_secure:
-                    cookie += "; Secure"
-                headers.append("set-cookie", cookie)
+                chosen = state.get(_SWITCHED_LOCALE_STATE) or requested
+                if chosen is not None:
+                    MutableHeaders(scope=message).append("set-cookie", locale_cookie(chosen, secure=self.cookie_secure))
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)

@@ -1,4 +1,8 @@
-"""Registration and the login session over JSON."""
+"""Registration and the login session over JSON.
+
+Signing in (registration included) sets the `lang` cookie to the member's stored
+locale, so the pages of that browser follow it until the visitor switches with `?lang=`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from starlette.responses import JSONResponse
 
 from web.api import ApiRoutes, read_json
 from web.errors import ERRORS, ApiError
-from web.i18n import LOCALES, translate_all
+from web.i18n import LOCALES, switch_locale, translate_all
 from web.ratelimit import check_rate, client_ip
 from web.security import current_user, require_user
 from web.users import EmailTakenError, RegistrationForm, authenticate, create_member, login_user, logout_user
@@ -59,7 +63,7 @@ def session_payload(request: Request) -> dict[str, Any]:
 @routes.route(
     "POST",
     "/register",
-    summary="Register a member account and sign it in",
+    summary="Register a member account, sign it in and set the `lang` cookie to its locale",
     request_schema=_REGISTER_SCHEMA,
     responses={201: _SESSION_SCHEMA},
     idempotent=False,  # anonymous, and it sets the session cookie
@@ -79,6 +83,7 @@ async def register(request: Request) -> JSONResponse:
         fields = {"email": {"message": translate_all(ERRORS["email_taken"].msgid)}}
         raise ApiError("email_taken", fields=fields) from None
     login_user(request, user)
+    switch_locale(request, user.locale)
     return JSONResponse(session_payload(request), status_code=201)
 
 
@@ -95,7 +100,8 @@ async def get_session(request: Request) -> JSONResponse:
 @routes.route(
     "POST",
     "/session",
-    summary="Log in with email and password (rate-limited per address, and per address and email)",
+    summary="Log in with email and password (rate-limited per address, and per address and email);"
+    " sets the `lang` cookie to the member's stored locale",
     request_schema=_LOGIN_SCHEMA,
     responses={200: _SESSION_SCHEMA},
     idempotent=False,  # sets the session cookie, which a stored response would not
@@ -111,6 +117,8 @@ async def login(request: Request) -> JSONResponse:
     if user is None:
         raise ApiError("invalid_credentials")
     login_user(request, user)
+    # As on the login page: the pages switch to the member's stored language.
+    switch_locale(request, user.locale)
     return JSONResponse(session_payload(request))
 
 

@@ -7,6 +7,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from web.errors import ERRORS, ApiError
+from web.i18n import switch_locale
 from web.ratelimit import check_rate, client_ip
 from web.templating import LANGUAGE_NAMES
 from web.users import EmailTakenError, RegistrationForm, authenticate, create_member, login_user, logout_user
@@ -47,6 +48,9 @@ async def login_page(request: Request) -> Response:
         return templates.TemplateResponse(request, "auth/login.html", context, status_code=401)
 
     login_user(request, user)
+    # The member's stored language replaces this browser's, so English members see
+    # English on a new device. A later `?lang=` switches as usual.
+    switch_locale(request, user.locale)
     return RedirectResponse(context["next"], status_code=303)
 
 
