@@ -95,6 +95,10 @@ def N_(msgid: str) -> str:
     return msgid
 
 
+# The message for a language outside LOCALES, shared by the sign-up form, the account page and the API.
+INVALID_LOCALE_MSGID = N_('Choose "ko" (Korean) or "en" (English) as the language.')
+
+
 # -- locale selection ------------------------------------------------------------
 
 def locale_from_scope(scope: Scope) -> tuple[str, str | None]:

@@ -10,7 +10,7 @@ import asyncpg
 from starlette.requests import Request
 
 from engine.accounts import DEFAULT_LOCALE, hash_password, is_locale, is_mail_address, verify_password
-from web.i18n import N_
+from web.i18n import INVALID_LOCALE_MSGID, N_
 from web.sessions import CurrentUser
 
 PASSWORD_MIN_CHARS = 8
@@ -68,7 +68,7 @@ class RegistrationForm:
             self.errors["display_name"] = N_("The display name contains characters that are not allowed.")
 
         if not is_locale(self.locale):
-            self.errors["locale"] = N_('Choose "ko" (Korean) or "en" (English) as the language.')
+            self.errors["locale"] = INVALID_LOCALE_MSGID
         return not self.errors
 
 

@@ -1,4 +1,4 @@
-"""Registration and the login session over JSON.
+"""Registration, the login session and the signed-in user's language over JSON.
 
 Signing in (registration included) sets the `lang` cookie to the member's stored
 locale, so the pages of that browser follow it until the visitor switches with `?lang=`.
@@ -6,17 +6,29 @@ locale, so the pages of that browser follow it until the visitor switches with `
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from engine.accounts import is_locale
 from web.api import ApiRoutes, read_json
 from web.errors import ERRORS, ApiError
-from web.i18n import LOCALES, switch_locale, translate_all
+from web.i18n import INVALID_LOCALE_MSGID, LOCALES, switch_locale, translate_all
 from web.ratelimit import check_rate, client_ip
 from web.security import current_user, require_user
-from web.users import EmailTakenError, RegistrationForm, authenticate, create_member, login_user, logout_user
+from web.users import (
+    EmailTakenError,
+    RegistrationForm,
+    authenticate,
+    create_member,
+    login_user,
+    logout_user,
+    update_locale,
+)
+
+log = logging.getLogger("jangteo.web.auth")
 
 routes = ApiRoutes(tag="auth")
 
@@ -43,6 +55,14 @@ _REGISTER_SCHEMA: dict[str, Any] = {
             "description": "Language of the member's pages and mails. Without it, the request's page language"
             " (the `lang` cookie or `?lang=`, else ko).",
         },
+    },
+}
+_ME_PATCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["locale"],
+    "additionalProperties": False,
+    "properties": {
+        "locale": {"type": "string", "enum": list(LOCALES), "description": "Language of the member's pages and mails."},
     },
 }
 _LOGIN_SCHEMA: dict[str, Any] = {
@@ -133,3 +153,47 @@ async def logout(request: Request) -> JSONResponse:
     require_user(request, active=False)
     logout_user(request)
     return JSONResponse(session_payload(request))
+
+
+@routes.route(
+    "GET",
+    "/me",
+    summary="Return the signed-in user, including a suspended one (401 when anonymous)",
+    responses={200: USER_REF},
+)
+async def get_me(request: Request) -> JSONResponse:
+    user = require_user(request, active=False)
+    return JSONResponse(user.to_dict())
+
+
+@routes.route(
+    "PATCH",
+    "/me",
+    summary="Change the signed-in member's language of pages and mails; also sets this browser's `lang` cookie",
+    request_schema=_ME_PATCH_SCHEMA,
+    responses={200: USER_REF},
+    # Storing a locale twice has the effect of storing it once, and a stored response
+    # would not set the cookie again.
+    idempotent=False,
+)
+async def patch_me(request: Request) -> JSONResponse:
+    user = require_user(request)
+    data = await read_json(request)
+    unknown = sorted(name for name in data if name != "locale")
+    if unknown:
+        raise ApiError("validation_failed", unknown_fields=unknown)
+    locale = data.get("locale")
+    if not is_locale(locale):
+        raise ApiError("validation_failed", fields={"locale": {"message": translate_all(INVALID_LOCALE_MSGID)}})
+
+    updated = await update_locale(request.app.state.db, user.id, locale)
+    if updated is None:
+        # The row was deleted after the session loaded it, so the session ends here.
+        log.warning("locale not saved, user not found user_id=%s", user.id)
+        logout_user(request)
+        raise ApiError("not_authenticated")
+    request.state.session.set_user(updated)
+    request.state.user = updated
+    switch_locale(request, locale)
+    log.info("locale saved user_id=%s locale=%s", user.id, locale)
+    return JSONResponse(updated.to_dict())

@@ -9,14 +9,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from engine.accounts import is_locale
-from web.i18n import N_
+from web.i18n import INVALID_LOCALE_MSGID
 from web.security import login_required, require_user
 from web.templating import LANGUAGE_NAMES
 from web.users import update_locale
 
 log = logging.getLogger("jangteo.web.account")
-
-INVALID_LOCALE_MSGID = N_('Choose "ko" (Korean) or "en" (English) as the language.')
 
 
 def _render(request: Request, *, error: str | None = None, status_code: int = 200) -> Response:
