@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +24,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REASON = "산지 태풍 피해로 출하가 어렵습니다"
 DESKTOP = {"width": 1280, "height": 900}
+NARROW_PHONE = {"width": 420, "height": 900}
+SCREENSHOT_DIR = Path(os.environ.get("JANGTEO_SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="jangteo-shots-"))
 
 
 @pytest_asyncio.fixture
@@ -141,4 +145,27 @@ async def test_rejected_cancel_shows_error(
     assert await page.locator(f"#staff-campaign-{campaign_id} form").count() == 1
     assert await page.locator(f'#staff-campaign-{campaign_id} [data-status="open"]').count() == 1
     assert await pg_pool.fetchval("SELECT status FROM campaigns WHERE id = $1", campaign_id) == "open"
+    assert script_errors == []
+
+
+async def test_product_select_fits_phone(server: LiveServer, browser: Browser, world: World, clients) -> None:
+    """On a 420 px wide screen, the creation form's product select, whose options are long, stays on screen."""
+    staff = await clients(server, world.staff)
+    script_errors: list[str] = []
+    page = await staff_page(browser, staff, NARROW_PHONE, script_errors)
+    select = page.locator("#field-product_id")
+    longest_option = await select.evaluate("s => Math.max(...Array.from(s.options, o => o.text.length))")
+    assert longest_option > 40
+
+    box = await select.bounding_box()
+    page_width = await page.evaluate("document.documentElement.scrollWidth")
+
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    await select.scroll_into_view_if_needed()
+    await page.screenshot(path=str(SCREENSHOT_DIR / "staff-campaign-form-420.png"))
+    print(f"screenshot in {SCREENSHOT_DIR}")
+    assert box is not None
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= NARROW_PHONE["width"]
+    assert page_width <= NARROW_PHONE["width"]
     assert script_errors == []
