@@ -1,4 +1,8 @@
-"""A Redis killed during pledging: acknowledged pledges reach the ledger and the campaign closes once."""
+"""A Redis killed during pledging: acknowledged pledges reach the ledger and the campaign closes once.
+
+Each test runs with redis-py pipelines (`pool`) and on a `PipelinedConnection`
+(`pipelined`, as the web app sends pledges).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from embedded.redis import PrivateRedis, start_private_redis
+from engine.auction.batching import ScriptBatcher
 from engine.auction.ledger import LedgerConsumer
+from engine.auction.pipelined import PipelinedConnection
 from engine.errors import DomainError
 from engine.groupbuy.ledger import CAMPAIGN_LEDGER
 from engine.groupbuy.live import CampaignLive, PledgeReceipt
@@ -37,10 +43,16 @@ async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
     server.stop()
 
 
-@pytest_asyncio.fixture
-async def private_campaigns(private_redis: PrivateRedis, wk_settings) -> AsyncIterator[CampaignLive]:
+@pytest_asyncio.fixture(params=["pool", "pipelined"])
+async def private_campaigns(
+    request: pytest.FixtureRequest, private_redis: PrivateRedis, wk_settings
+) -> AsyncIterator[CampaignLive]:
     client = redis.asyncio.Redis.from_url(private_redis.url, socket_timeout=5)
-    yield CampaignLive(client, Keys(wk_settings.redis_prefix, wk_settings.redis_shards))
+    connection = PipelinedConnection(client) if request.param == "pipelined" else None
+    batcher = ScriptBatcher(client, connection=connection)
+    yield CampaignLive(client, Keys(wk_settings.redis_prefix, wk_settings.redis_shards), batcher=batcher)
+    if connection is not None:
+        await connection.close()
     await client.aclose()
 
 

@@ -1,4 +1,8 @@
-"""A Redis killed during bidding: acknowledged bids survive, and the lot still closes once."""
+"""A Redis killed during bidding: acknowledged bids survive, and the lot still closes once.
+
+Each test runs with the bids sent as redis-py pipelines (`pool`, as the worker sends
+them) and on a `PipelinedConnection` (`pipelined`, as the web app sends them).
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from embedded.redis import PrivateRedis, start_private_redis
 from engine.accounts import mask_name
+from engine.auction.batching import ScriptBatcher
 from engine.auction.closing import close_due_lots, reload_missing_shards
 from engine.auction.ledger import LedgerConsumer, note_acknowledged
 from engine.auction.live import AuctionLive, Receipt
+from engine.auction.pipelined import PipelinedConnection
 from engine.keys import Keys
 
 from invariants import check_auction_invariants
@@ -33,10 +39,16 @@ async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
     server.stop()
 
 
-@pytest_asyncio.fixture
-async def private_live(private_redis: PrivateRedis, wk_settings) -> AsyncIterator[AuctionLive]:
+@pytest_asyncio.fixture(params=["pool", "pipelined"])
+async def private_live(
+    request: pytest.FixtureRequest, private_redis: PrivateRedis, wk_settings
+) -> AsyncIterator[AuctionLive]:
     client = redis.asyncio.Redis.from_url(private_redis.url, socket_timeout=5)
-    yield AuctionLive(client, Keys(wk_settings.redis_prefix, wk_settings.redis_shards))
+    connection = PipelinedConnection(client) if request.param == "pipelined" else None
+    batcher = ScriptBatcher(client, connection=connection)
+    yield AuctionLive(client, Keys(wk_settings.redis_prefix, wk_settings.redis_shards), batcher=batcher)
+    if connection is not None:
+        await connection.close()
     await client.aclose()
 
 
