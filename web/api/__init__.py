@@ -86,7 +86,7 @@ def api_routes() -> list[BaseRoute]:
     """List every route under /api/v1 (mounted by `web.app.create_app`)."""
     from web.api import auth, lots  # imported here: API modules import this package
     from web.api import complex as complex_orders
-    from web.api import campaigns, users
+    from web.api import campaigns, pledge_payments, users
 
     return [
         Route("/openapi.json", openapi_document, methods=["GET"]),
@@ -94,5 +94,6 @@ def api_routes() -> list[BaseRoute]:
         *lots.routes,
         *complex_orders.routes,
         *campaigns.routes,
+        *pledge_payments.routes,
         *users.routes,
     ]

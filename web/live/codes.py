@@ -64,6 +64,8 @@ STAFF_ERRORS: tuple[tuple[str, int, str], ...] = (
     ("order_not_found", 404, N_("No such order.")),
     ("order_not_awaiting_payment", 409, N_("This order is not awaiting payment.")),
     ("deposit_short", 409, N_("The deposit of {deposit_won:,} won is less than the {due_won:,} won still due on this order. Confirm it once the rest has arrived.")),
+    ("payment_not_found", 404, N_("No such group-buy payment.")),
+    ("payment_not_awaiting_deposit", 409, N_("This payment's deposit was already confirmed, or the payment was refunded or settled. Nothing was changed.")),
 )
 
 PLEDGE_ERRORS: tuple[tuple[str, int, str], ...] = (
