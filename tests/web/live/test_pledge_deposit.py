@@ -1,4 +1,4 @@
-"""Staff confirm up-front group-buy bank transfers through the JSON API, against a real server.
+"""Staff confirm up-front group-buy bank transfers on the staff page and through the JSON API, against a real server.
 
 Each test pledges 4 units to an up-front campaign whose "at most" price is
 9,000원, so the pledge awaits a 36,000원 deposit. Members are made per test,
@@ -8,6 +8,7 @@ because the list and the search read every payment in the run's database.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 
 import asyncpg
@@ -19,13 +20,15 @@ from engine.groupbuy.payments import expire_hold, record_up_front_payment, relea
 from engine.groupbuy.service import submit_pledge
 from tests.invariants import check_campaign_invariants, check_pledge_payments_money
 from tests.web.live.campaign_fixtures import CampaignFactory, engine_campaigns, make_campaign  # noqa: F401
-from tests.web.live.conftest import Account, LiveServer, World, insert_user
+from tests.web.live.conftest import Account, LiveServer, SignedIn, World, insert_user
 from tests.web.live.test_order_deposit import ledger_consumer  # noqa: F401
+from web.i18n import KST
 
 pytestmark = pytest.mark.slow
 
 UNITS = 4
 DEPOSIT_WON = UNITS * 9_000
+LIST_PATH = "/staff/pledge-payments"
 CONFIRM_ACTION = "pledge_payment.confirm_deposit"
 
 
@@ -74,9 +77,154 @@ async def confirmation_count(db: asyncpg.Pool, payment_id: int) -> dict[str, int
     }
 
 
+def payment_row(page: str, payment_id: int) -> str:
+    """Return the HTML of the payment's row on the list page."""
+    match = re.search(rf'<li class="console-lot" id="pledge-payment-{payment_id}".*?</li>', page, re.S)
+    assert match is not None, f"payment {payment_id} is not listed"
+    return match.group(0)
 
 
+async def post_confirm(staff: SignedIn, payment_id: int, *, final: bool, **fields: str):  # type: ignore[no-untyped-def]
+    data = {"csrf_token": staff.csrf_token, **fields}
+    if final:
+        data["step"] = "final"
+    return await staff.http.post(f"{LIST_PATH}/{payment_id}/confirm", data=data)
 
+
+async def test_page_lists_and_confirms_once(live_server: LiveServer, world: World, make_campaign: CampaignFactory,
+                                          engine_campaigns: CampaignLive, pg_pool, clients) -> None:
+    """The page lists the pledge, shows a confirmation step, confirms once, and a second try changes nothing."""
+    member, campaign_id, payment_id = await awaiting_payment(pg_pool, engine_campaigns, make_campaign)
+    hold_expires_at = await pg_pool.fetchval("SELECT hold_expires_at FROM pledge_payments WHERE id = $1", payment_id)
+    staff = await clients(live_server, world.staff)
+
+    page = await staff.http.get(LIST_PATH)
+    assert page.status_code == 200
+    row = payment_row(page.text, payment_id)
+    assert 'data-status="awaiting_deposit"' in row
+    assert "광산 햇김 공동구매" in row
+    assert f"김*수 ({member.email})" in row
+    assert "김민수" not in row
+    assert "36,000원" in row
+    assert "입금자명" in row
+    # The hold expiry in Korea time (UTC+9).
+    assert hold_expires_at.astimezone(KST).strftime("%Y-%m-%d %H:%M") in row
+    assert f'action="{LIST_PATH}/{payment_id}/confirm"' in row
+    assert 'name="csrf_token"' in row
+    assert 'href="/staff/pledge-payments"' in page.text  # the staff menu
+
+    by_email = await staff.http.get(LIST_PATH, params={"q": member.email.upper()})
+    payment_row(by_email.text, payment_id)
+    by_id = await staff.http.get(LIST_PATH, params={"q": str(payment_id)})
+    payment_row(by_id.text, payment_id)
+    unmatched = await staff.http.get(LIST_PATH, params={"q": "nobody-" + secrets.token_hex(4)})
+    assert f'id="pledge-payment-{payment_id}"' not in unmatched.text
+    assert "검색과 일치하는 신청이 없습니다." in unmatched.text
+
+    step = await post_confirm(staff, payment_id, final=False, q=member.email)
+    assert step.status_code == 200
+    assert "36,000원이 계좌에 들어왔나요?" in step.text
+    assert 'name="step" value="final"' in step.text
+    assert f'name="q" value="{member.email}"' in step.text
+    assert await pg_pool.fetchval("SELECT status FROM pledge_payments WHERE id = $1", payment_id) == "awaiting_deposit"
+    assert await payment_ledger(pg_pool, payment_id) == []
+
+    confirmed = await post_confirm(staff, payment_id, final=True, q=member.email)
+
+    assert confirmed.status_code == 303, confirmed.text
+    assert confirmed.headers["location"] == f"{LIST_PATH}?confirmed={payment_id}&q={member.email.replace('@', '%40')}"
+    result = await staff.http.get(confirmed.headers["location"])
+    assert f'data-result="held" data-payment="{payment_id}"' in result.text
+    assert "입금을 확인했습니다. 신청 수량은 공동구매 마감까지 유지되고" in result.text
+    assert f'id="pledge-payment-{payment_id}"' not in result.text
+    paid = await pg_pool.fetchrow("SELECT status, confirmed_by, paid_at FROM pledge_payments WHERE id = $1", payment_id)
+    assert (paid["status"], paid["confirmed_by"]) == ("paid", world.staff.user_id)
+    assert paid["paid_at"] is not None
+    assert await payment_ledger(pg_pool, payment_id) == [("payment", DEPOSIT_WON)]
+    assert await confirmation_count(pg_pool, payment_id) == {"audit": 1, "mails": 1, "refunds": 0}
+
+    again = await post_confirm(staff, payment_id, final=True)
+    assert again.status_code == 409
+    assert "이 결제의 입금은 이미 확인되었거나" in again.text
+    step_again = await post_confirm(staff, payment_id, final=False)
+    assert step_again.status_code == 409
+    assert await payment_ledger(pg_pool, payment_id) == [("payment", DEPOSIT_WON)]
+    assert await confirmation_count(pg_pool, payment_id) == {"audit": 1, "mails": 1, "refunds": 0}
+    assert await pg_pool.fetchval("SELECT status FROM pledge_payments WHERE id = $1", payment_id) == "paid"
+    await check_pledge_payments_money(pg_pool, [campaign_id])
+    await check_campaign_invariants(pg_pool, engine_campaigns, campaign_ids=[campaign_id])
+
+
+async def test_page_rejects_others_and_no_csrf(live_server: LiveServer, world: World,
+                                              make_campaign: CampaignFactory, engine_campaigns: CampaignLive,
+                                              pg_pool, clients) -> None:
+    """Members, suppliers, visitors and a form without the CSRF token confirm nothing."""
+    _, campaign_id, payment_id = await awaiting_payment(pg_pool, engine_campaigns, make_campaign, "이서연")
+    staff = await clients(live_server, world.staff)
+    member = await clients(live_server, world.members[0])
+    supplier = await clients(live_server, world.supplier)
+    visitor = await clients(live_server, None)
+
+    for signed in (member, supplier):
+        assert (await signed.http.get(LIST_PATH)).status_code == 403
+        assert (await post_confirm(signed, payment_id, final=True)).status_code == 403
+    anonymous = await visitor.http.get(LIST_PATH)
+    assert anonymous.status_code == 303
+    assert anonymous.headers["location"] == "/login?next=%2Fstaff%2Fpledge-payments"
+    anonymous_post = await post_confirm(visitor, payment_id, final=True)
+    assert anonymous_post.status_code == 303
+    assert anonymous_post.headers["location"].startswith("/login?next=")
+    no_token = await staff.http.post(f"{LIST_PATH}/{payment_id}/confirm", data={"step": "final"})
+    assert no_token.status_code == 403
+    wrong_token = await staff.http.post(f"{LIST_PATH}/{payment_id}/confirm",
+                                        data={"step": "final", "csrf_token": "x" * 43})
+    assert wrong_token.status_code == 403
+    assert (await post_confirm(staff, 999_999_999_999, final=True)).status_code == 404
+    member_nav = (await member.http.get("/campaigns")).text
+    assert 'href="/staff/pledge-payments"' not in member_nav
+
+    english = await staff.http.get(LIST_PATH, params={"lang": "en"})
+    assert "Group-buy deposits" in english.text
+    assert "Awaiting deposit" in english.text
+
+    assert await pg_pool.fetchval("SELECT status FROM pledge_payments WHERE id = $1", payment_id) == "awaiting_deposit"
+    assert await payment_ledger(pg_pool, payment_id) == []
+    assert await confirmation_count(pg_pool, payment_id) == {"audit": 0, "mails": 0, "refunds": 0}
+    await check_pledge_payments_money(pg_pool, [campaign_id])
+
+
+async def test_page_refunds_late_deposit(live_server: LiveServer, world: World, make_campaign: CampaignFactory,
+                                        engine_campaigns: CampaignLive, pg_pool, ledger_consumer, clients) -> None:
+    """A hold that expired and released its units is listed as expired, and its late deposit is refunded in full."""
+    member, campaign_id, payment_id = await awaiting_payment(pg_pool, engine_campaigns, make_campaign, "박정민")
+    await expired_after_release(pg_pool, engine_campaigns, payment_id)
+    assert await engine_campaigns.pledges(campaign_id) == {}
+    staff = await clients(live_server, world.staff)
+
+    page = await staff.http.get(LIST_PATH)
+    row = payment_row(page.text, payment_id)
+    assert 'data-status="expired"' in row
+    assert page.text.index('id="expired-heading"') < page.text.index(f'id="pledge-payment-{payment_id}"')
+    step = await post_confirm(staff, payment_id, final=False)
+    assert 'data-note="late"' in step.text
+
+    confirmed = await post_confirm(staff, payment_id, final=True)
+
+    assert confirmed.status_code == 303, confirmed.text
+    result = await staff.http.get(confirmed.headers["location"])
+    assert 'data-result="late_refunded"' in result.text
+    assert "신청 수량이 해제된 뒤에 도착한 입금이어서, 입금을 기록하고 전액 환불합니다." in result.text
+    english = await staff.http.get(confirmed.headers["location"] + "&lang=en")
+    assert "The deposit arrived after its hold expired and the units were released" in english.text
+    assert await pg_pool.fetchval("SELECT status FROM pledge_payments WHERE id = $1", payment_id) == "refunded"
+    refunds = await pg_pool.fetch("SELECT order_id, amount_won, reason FROM refunds WHERE payment_id = $1", payment_id)
+    assert [tuple(refund.values()) for refund in refunds] == [(None, DEPOSIT_WON, "late_deposit")]
+    assert await payment_ledger(pg_pool, payment_id) == [("payment", DEPOSIT_WON), ("refund", DEPOSIT_WON)]
+    assert await confirmation_count(pg_pool, payment_id) == {"audit": 1, "mails": 1, "refunds": 1}
+    assert (await post_confirm(staff, payment_id, final=True)).status_code == 409
+    assert await confirmation_count(pg_pool, payment_id) == {"audit": 1, "mails": 1, "refunds": 1}
+    await check_pledge_payments_money(pg_pool, [campaign_id])
+    await check_campaign_invariants(pg_pool, engine_campaigns, campaign_ids=[campaign_id])
 
 
 async def test_api_lists_and_confirms_once(live_server: LiveServer, world: World, make_campaign: CampaignFactory,
