@@ -34,6 +34,7 @@ from web.live.campaign_views import (
     state_context,
 )
 from web.live.pledges import PledgeAccepted, place_pledge
+from web.routes.staff import with_live_statuses
 from web.security import require_role
 from web.sessions import CurrentUser
 
@@ -198,6 +199,7 @@ async def _staff_page(request: Request, *, values: dict[str, str], errors: dict[
         " WHERE p.status = 'approved' AND s.status = 'approved' ORDER BY s.name, p.name LIMIT 500"
     )
     views = await fetch_listed_campaigns(state.db, statuses=("scheduled", "open", "closing", "held"), limit=200)
+    views = await with_live_statuses(campaign_live(request.app), views)
     context = {"products": products, "values": values, "errors": errors, "campaigns": views}
     return state.templates.TemplateResponse(request, "campaigns/staff.html", context, status_code=status_code)
 

@@ -19,15 +19,16 @@ from starlette.routing import Route
 from engine.auction import staff as staff_actions
 from engine.errors import DomainError
 from engine.groupbuy import staff as campaign_staff
-from engine.groupbuy.closing import WAITING, CampaignCloseOutcome
-from engine.groupbuy.rules import CANCELLED, HELD
+from engine.groupbuy.closing import CampaignCloseOutcome
+from engine.groupbuy.live import CampaignLive
+from engine.groupbuy.rules import CANCELLED, HELD, OPEN
 from web import ids  # noqa: F401  (registers the {lot_id:id} convertor used below)
 from web.errors import ApiError
 from web.i18n import gettext
 from web.live import auction_live
 from web.live.bids import actor_of, api_error_for
 from web.live.campaign_hub import campaign_live
-from web.live.campaign_views import fetch_campaign
+from web.live.campaign_views import CampaignView, fetch_campaign
 from web.live.lot_input import parse_datetime
 from web.security import require_role, role_required
 
@@ -123,12 +124,40 @@ async def _render_cancel_result(request: Request, outcome: CampaignCloseOutcome,
     """Render the result line, and the campaign's row out of band with its new status and no cancel form."""
     view = await fetch_campaign(request.app.state.db, outcome.campaign_id)
     if view is not None:
-        # A cancel whose settlement waits for the ledger leaves the campaign scheduled or
-        # open in PostgreSQL, but Redis has stopped its pledges, so the row shows it as cancelled.
-        status = CANCELLED if outcome.status == WAITING else outcome.status
-        view = dataclasses.replace(view, status=status)
+        [view] = await with_live_statuses(campaign_live(request.app), [view])
     context = {"message": message, "error_code": None, "error_message": None, "campaign": view}
     return request.app.state.templates.TemplateResponse(request, "campaigns/_staff_cancel_result.html", context)
+
+
+async def with_live_statuses(live: CampaignLive, views: list[CampaignView]) -> list[CampaignView]:
+    """Replace the stored status of each scheduled or open campaign with its Redis status, read in one pipeline.
+
+    Redis changes first and PostgreSQL follows. A cancel whose settlement waits for the
+    ledger, or a close the closer began, leaves the campaign open in PostgreSQL while
+    Redis already rejects its pledges and cancels, so its row shows cancelled or closing
+    and no cancel form. A campaign missing in Redis keeps its stored status.
+    """
+    cancellable_ids = [view.campaign_id for view in views if view.status in campaign_staff.CANCELLABLE_STATUSES]
+    if not cancellable_ids:
+        return views
+    pipe = live.redis.pipeline(transaction=False)
+    for campaign_id in cancellable_ids:
+        pipe.hget(live.keys.campaign_state(campaign_id), "status")
+    replies = await pipe.execute()
+    live_statuses = {
+        campaign_id: reply.decode() if isinstance(reply, bytes) else reply
+        for campaign_id, reply in zip(cancellable_ids, replies, strict=True)
+        if reply is not None
+    }
+    rows = []
+    for view in views:
+        live_status = live_statuses.get(view.campaign_id, OPEN)
+        # Redis keeps "open" for a campaign that has not started, so "open" there
+        # leaves a stored "scheduled" as it is.
+        if live_status != OPEN:
+            view = dataclasses.replace(view, status=live_status)
+        rows.append(view)
+    return rows
 
 
 def cancel_message(locale: str, outcome: CampaignCloseOutcome) -> str:
