@@ -226,6 +226,21 @@ class CampaignLive:
         terms, state = _terms_and_state(fields)
         return CampaignSnapshot.compute(terms, state, int(seconds) * 1000 + int(micros) // 1000)
 
+    async def snapshots(self, campaign_ids: list[int]) -> dict[int, CampaignSnapshot]:
+        """Read the snapshots of several campaigns in one round trip. Campaigns not in Redis are left out."""
+        pipe = self.redis.pipeline(transaction=False)
+        for campaign_id in campaign_ids:
+            pipe.hgetall(self.keys.campaign_state(campaign_id))
+        pipe.time()
+        *raws, (seconds, micros) = await pipe.execute()
+        server_ms = int(seconds) * 1000 + int(micros) // 1000
+        found: dict[int, CampaignSnapshot] = {}
+        for campaign_id, raw in zip(campaign_ids, raws):
+            if raw:
+                terms, state = _terms_and_state({_text(k): _text(v) for k, v in raw.items()})
+                found[campaign_id] = CampaignSnapshot.compute(terms, state, server_ms)
+        return found
+
     async def pledges(self, campaign_id: int) -> dict[int, int]:
         """Return every member's committed units (members with units > 0)."""
         raw = await self.redis.hgetall(self.keys.campaign_pledges(campaign_id))

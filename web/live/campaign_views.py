@@ -99,12 +99,7 @@ async def read_campaign_snapshot(db: asyncpg.Pool, live: CampaignLive, campaign_
 
 async def read_campaign_snapshots(live: CampaignLive, campaign_ids: list[int]) -> dict[int, CampaignSnapshot]:
     """Snapshots of several campaigns (campaigns missing in Redis are left out)."""
-    found: dict[int, CampaignSnapshot] = {}
-    for campaign_id in campaign_ids:
-        snapshot = await live.snapshot(campaign_id)
-        if snapshot is not None:
-            found[campaign_id] = snapshot
-    return found
+    return await live.snapshots(campaign_ids)
 
 
 async def member_units(live: CampaignLive, campaign_id: int, user_id: int | None) -> int:

@@ -268,6 +268,25 @@ async def test_snapshot_matches_reply(live: CampaignLive) -> None:
     assert replace(read, server_ms=0) == expected
 
 
+async def test_snapshots_read_several_at_once(live: CampaignLive) -> None:
+    """`snapshots()` returns what `snapshot()` returns per campaign and leaves out campaigns not in Redis."""
+    await _load(live, min_buyers=2)
+    await _load(live, campaign_id=CAMPAIGN_ID + 1)
+    await _pledge(live, 1, 30, "x")
+    missing_id = CAMPAIGN_ID + 99
+
+    found = await live.snapshots([CAMPAIGN_ID, missing_id, CAMPAIGN_ID + 1])
+
+    assert sorted(found) == [CAMPAIGN_ID, CAMPAIGN_ID + 1]
+    for campaign_id, snapshot in found.items():
+        single = await live.snapshot(campaign_id)
+        assert single is not None
+        assert replace(snapshot, server_ms=0) == replace(single, server_ms=0)
+    assert found[CAMPAIGN_ID].committed_units == 30
+    assert found[CAMPAIGN_ID].server_ms == found[CAMPAIGN_ID + 1].server_ms, "one Redis TIME for all"
+    assert await live.snapshots([]) == {}
+
+
 async def test_load_never_overwrites(live: CampaignLive) -> None:
     """Loading a campaign that is already live changes nothing and returns False."""
     terms = await _load(live)
