@@ -195,6 +195,7 @@ async def record_up_front_payment(
     *,
     method: str = BANK_TRANSFER,
     depositor_name: str | None = None,
+    pledge_seq: int | None = None,
 ) -> int:
     """Record the up-front payment of an accepted pledge of `units`; return the payment id.
 
@@ -202,6 +203,10 @@ async def record_up_front_payment(
     total). A bank transfer awaits its deposit, keeping the units reserved until
     `hold_s` from now (PostgreSQL's clock), and its member is mailed the account and
     the due time. A card payment, which the caller has already confirmed, is paid at once.
+    `pledge_seq` is the receipt's `seq` of the pledge that added the units. At most
+    one payment is recorded per pledge (a unique key): when the pledge has one
+    already, its id is returned and nothing is written or mailed, so retries of the
+    pledge, concurrent ones too, record it once.
     Raises DomainError `campaign_not_found`, `not_up_front`, `campaign_closed`
     (the close already ran: the member gets an order to pay instead),
     `invalid_units`, `invalid_payment_method` or `payment_amount_mismatch`.
@@ -231,14 +236,25 @@ async def record_up_front_payment(
             paid = method == CARD
             payment = await connection.fetchrow(
                 """INSERT INTO pledge_payments (campaign_id, user_id, units, amount_won, method, status,
-                                                depositor_name, hold_expires_at, paid_at)
+                                                depositor_name, hold_expires_at, paid_at, pledge_seq)
                    VALUES ($1, $2, $3, $4, $5, $6, $7,
                            CASE WHEN $8 THEN NULL ELSE now() + make_interval(secs => $9) END,
-                           CASE WHEN $8 THEN now() END)
+                           CASE WHEN $8 THEN now() END, $10)
+                   ON CONFLICT (campaign_id, pledge_seq) DO NOTHING
                    RETURNING id, hold_expires_at""",
                 campaign_id, user_id, units, amount_won, method, "paid" if paid else "awaiting_deposit",
-                depositor_name, paid, campaign["hold_s"],
+                depositor_name, paid, campaign["hold_s"], pledge_seq,
             )
+            if payment is None:
+                # The pledge has its payment already. An insert of it that had not committed
+                # yet made this insert wait for the commit, so this query finds the row too.
+                recorded_id = await connection.fetchval(
+                    "SELECT id FROM pledge_payments WHERE campaign_id = $1 AND pledge_seq = $2",
+                    campaign_id, pledge_seq,
+                )
+                log.info("up-front payment already recorded payment_id=%s campaign_id=%s user_id=%s pledge_seq=%s",
+                         recorded_id, campaign_id, user_id, pledge_seq)
+                return recorded_id
             if paid:
                 await record_pledge_ledger_entries(connection, [payment["id"]], "payment")
             email = await connection.fetchval("SELECT email FROM users WHERE id = $1", user_id)
@@ -250,8 +266,8 @@ async def record_up_front_payment(
                 )
                 await outbox.enqueue(connection, f"pledge_payment:{payment['id']}:requested", email,
                                      mail.subject, mail.body)
-    log.info("up-front payment recorded payment_id=%s campaign_id=%s user_id=%s units=%s amount_won=%s method=%s",
-             payment["id"], campaign_id, user_id, units, amount_won, method)
+    log.info("up-front payment recorded payment_id=%s campaign_id=%s user_id=%s units=%s amount_won=%s method=%s"
+             " pledge_seq=%s", payment["id"], campaign_id, user_id, units, amount_won, method, pledge_seq)
     return payment["id"]
 
 
