@@ -156,8 +156,7 @@ async def _result(
         "receipt": accepted.receipt if accepted else None,
         "pay_at_most_won": accepted.receipt.units * snapshot.at_most_price_won if accepted and snapshot else None,
         "payment_id": accepted.payment_id if accepted else None,
-        "payment_won": accepted.receipt.delta_units * snapshot.at_most_price_won
-        if accepted and accepted.payment_id and snapshot else None,
+        "payment_won": accepted.payment_won if accepted else None,
         "error_code": error.code if error else None,
         "error_message": error.message(locale) if error else None,
         "next_client_id": next_client_id,

@@ -350,14 +350,14 @@ async def test_openapi_lists_campaigns(live_server: LiveServer, clients) -> None
 
 async def test_up_front_pledge_records_payment(live_server: LiveServer, world: World, make_campaign: CampaignFactory,
                                                pg_pool, clients) -> None:
-    """An up-front pledge records a bank transfer for each increase at the at-most price; a retry adds none."""
+    """An up-front pledge records a bank transfer for each increase at the at-most price; a retry returns it again."""
     campaign_id = await make_campaign(payment_timing="up_front", hold_s=3_600)
     member = await clients(live_server, world.members[2])
     first = await pledge(member, campaign_id, "3", "upfront-1")
     assert first["status"] == 201
     assert first["payment_id"] is not None
     retry = await pledge(member, campaign_id, "3", "upfront-1")
-    assert retry["payment_id"] is None
+    assert retry["payment_id"] == first["payment_id"]
     raised = await pledge(member, campaign_id, "5", "upfront-2")
     lowered = await pledge(member, campaign_id, "4", "upfront-3")
     assert lowered["payment_id"] is None
