@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     max_ws_frame_bytes: int = 4 * 1024
     # Seconds a bid or pledge socket may wait before its hello (CSRF token) arrives.
     ws_hello_timeout_s: float = 10.0
+
+    # Garbage-collector thresholds of a web process (`gc.set_threshold`), as JSON in
+    # the environment: GC_THRESHOLDS='[50000, 20, 20]'. See web/gc_tuning.py.
+    gc_thresholds: tuple[PositiveInt, PositiveInt, PositiveInt] = (50_000, 20, 20)
 
     demo_data: bool = True
 
