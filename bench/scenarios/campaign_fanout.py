@@ -8,7 +8,9 @@ differ:
   one member whose total alternates between 1 and 2 units, so every pledge is
   accepted and pledge.lua publishes the campaign's snapshot on the events channel;
 - `bare`: the same `websockets.broadcast` baseline as for lots
-  (`bench/baselines/ws_broadcast.py`), which forwards the published event unchanged;
+  (`bench/baselines/ws_broadcast.py`), which broadcasts the campaign hub's message
+  to an anonymous watcher, rendered once per event (the campaign's title and tiers
+  read once from PostgreSQL);
 - `jangteo`: the web app's campaign hub on `/ws/campaigns/{id}`, which renders the
   counter fragments once per event and locale for anonymous watchers.
 
@@ -66,7 +68,10 @@ def start_campaign_fanout_server(target: str, environment: PledgeEnvironment) ->
     """Start one fan-out target; return it with the watchers' path prefix and protocol."""
     port = find_free_port()
     if target == "bare":
-        argv = ["-m", "bench.baselines.ws_broadcast", "--port", str(port), "--redis-url", environment.redis.url]
+        argv = [
+            "-m", "bench.baselines.ws_broadcast", "--port", str(port), "--redis-url", environment.redis.url,
+            "--database-url", environment.database_url,
+        ]
         return start_server("campaign-fanout-bare", argv, port), "/", "plain"
     argv = uvicorn_argv("bench.jangteo_server:create_bench_app", port, factory=True)
     env = {"BENCH_REDIS_URL": environment.redis.url, "BENCH_DATABASE_URL": environment.database_url, "BENCH_PORT": str(port)}
