@@ -7,6 +7,7 @@ The page keeps its hand-written text; only the part between `BEGIN_MARKER` and
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -96,17 +97,13 @@ def evaluate_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{rate:.0f} vs {sio_rate:.0f} deliveries/s; p99 {p99:.1f} vs {sio_p99:.1f} ms",
             ))
         if "stalled_latency" in jangteo:
-            stalled, reference = (jangteo[phase]["delivery_p99_ms"] for phase in ("stalled_latency", "reference_latency"))
-            value = ratio(stalled, reference)
-            bare_note = ""
+            value, detail = _stall_summary(jangteo)
             if "stalled_latency" in bare:
-                bare_note = (
-                    f" (bare broadcast: {bare['stalled_latency']['delivery_p99_ms']:.1f} ÷ "
-                    f"{bare['reference_latency']['delivery_p99_ms']:.1f} ms)"
-                )
+                bare_value, bare_detail = _stall_summary(bare)
+                detail += f" (bare broadcast: {bare_value:.3f}, {bare_detail})"
             goals.append(_goal(
                 f"one stalled watcher of {watchers}: the others' delivery p99 ÷ without", value, "≤ 1.10",
-                value <= 1.10, f"{stalled:.1f} ms ÷ {reference:.1f} ms{bare_note}",
+                value <= 1.10, detail,
             ))
 
     goals += _pledge_goals(results)
@@ -126,6 +123,18 @@ def _pledge(results: dict[str, Any], target: str, campaigns: int) -> dict[str, A
         if run["target"] == target and run["campaigns"] == campaigns:
             return run
     return None
+
+
+def _stall_summary(run: dict[str, Any]) -> tuple[float, str]:
+    """Return the stall ratio of a fan-out run (the median over its rounds) and how it was measured."""
+    rounds = run.get("stall_rounds")
+    if not rounds:
+        stalled = run["stalled_latency"]["delivery_p99_ms"]
+        reference = run["reference_latency"]["delivery_p99_ms"]
+        return ratio(stalled, reference), f"{stalled:.1f} ms ÷ {reference:.1f} ms"
+    ratios = [round_["ratio"] for round_ in rounds]
+    listed = "; ".join(f"{round_['stalled_p99_ms']:.1f} ÷ {round_['reference_p99_ms']:.1f} ms" for round_ in rounds)
+    return statistics.median(ratios), f"median of {len(rounds)} rounds: {listed}"
 
 
 def _pledge_goals(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -35,7 +36,7 @@ from bench.baselines.socketio_server import create_emitter
 from bench.bidload import bench_keys, create_bidders, load_lots
 from bench.scenarios.bids import BidEnvironment, BidRun, run_bids
 from bench.scenarios.campaign_fanout import run_campaign_fanout
-from bench.scenarios.fanout import BidTrigger, FanoutPlan, run_fanout
+from bench.scenarios.fanout import BidTrigger, FanoutPlan, run_fanout, run_stall_round, stall_ratio
 from bench.scenarios.memory import measure_idle_memory
 from bench.scenarios.micro import measure_json
 from bench.scenarios.pledges import PledgeEnvironment, PledgeRun, run_pledges
@@ -93,7 +94,7 @@ FULL = Plan(
         BidRun("jangteo", 100, hiredis=False),
     ),
     fanout_plans=(
-        FanoutPlan(watchers=1000, triggers=60, spacing_s=0.2, burst=50, stall=True),
+        FanoutPlan(watchers=1000, triggers=60, spacing_s=0.2, burst=50, stall=True, stall_rounds=3),
         FanoutPlan(watchers=5000, triggers=30, spacing_s=0.6, burst=20),
     ),
     idle_sockets=1000,
@@ -283,38 +284,60 @@ async def fanout_scenarios(
     targets: tuple[str, ...] = ("bare", "socketio", "jangteo"), profile: bool = False, first_lot_id: int = FANOUT_FIRST_LOT_ID,
 ) -> list[dict[str, Any]]:
     results = []
-    lot_id = first_lot_id
+    lot_ids = itertools.count(first_lot_id + 1)
     for fanout_plan in plans:
         for target in targets:
-            lot_id += 1
-            connection = Redis.from_url(redis.url)
-            await load_lots(connection, bench_keys(), lot_id, 1)
-            await connection.aclose()
-            server, path_prefix, protocol = _fanout_server(target, redis, database_url)
-            emitter = create_emitter(redis.url) if target == "socketio" else None
-
-            async def emit(data: dict[str, Any], room: str = f"lot:{lot_id}") -> None:
-                assert emitter is not None
-                await emitter.emit("lot", data, room=room)
-
-            trigger = BidTrigger(redis.url, lot_id, emit if emitter is not None else None)
             log.info("fan-out: %s, %d watchers", target, fanout_plan.watchers)
-            try:
-                result = await run_fanout(
-                    target, server, fanout_plan, trigger, path=f"{path_prefix}{lot_id}", protocol=protocol,
-                    origin=f"http://127.0.0.1:{server.port}", profile=profile,
-                )
-                result["server_rss_mib"] = round(server.rss_bytes() / 2**20, 1)
-            finally:
-                await trigger.close()
-                server.stop()
-            result["load_average_1m"] = round(os.getloadavg()[0], 2)
+            result = await _on_fanout_target(
+                redis, database_url, target, next(lot_ids),
+                lambda server, trigger, path, protocol, origin: run_fanout(
+                    target, server, fanout_plan, trigger, path=path, protocol=protocol, origin=origin, profile=profile,
+                ),
+            )
+            if fanout_plan.stall and target != "socketio":
+                rounds = [stall_ratio(result)]
+                for round_number in range(2, fanout_plan.stall_rounds + 1):
+                    extra = await _on_fanout_target(
+                        redis, database_url, target, next(lot_ids),
+                        lambda server, trigger, path, protocol, origin: run_stall_round(
+                            target, server, fanout_plan, trigger, path=path, protocol=protocol, origin=origin,
+                        ),
+                    )
+                    rounds.append(stall_ratio(extra))
+                    log.info("fan-out: %s, stall round %d -> ratio %s", target, round_number, rounds[-1]["ratio"])
+                result["stall_rounds"] = rounds
             results.append(result)
             log.info(
                 "fan-out: %s, %d watchers -> %s deliveries/s, last watcher p99 %s ms", target, fanout_plan.watchers,
                 result["throughput"]["deliveries_per_s"], result["latency"]["last_watcher_p99_ms"],
             )
     return results
+
+
+async def _on_fanout_target(
+    redis: BenchRedis, database_url: str, target: str, lot_id: int,
+    run: Callable[[ServerProcess, BidTrigger, str, str, str], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """Load a fresh lot, start `target` and a bid trigger for it, run `run`, then stop them."""
+    connection = Redis.from_url(redis.url)
+    await load_lots(connection, bench_keys(), lot_id, 1)
+    await connection.aclose()
+    server, path_prefix, protocol = _fanout_server(target, redis, database_url)
+    emitter = create_emitter(redis.url) if target == "socketio" else None
+
+    async def emit(data: dict[str, Any], room: str = f"lot:{lot_id}") -> None:
+        assert emitter is not None
+        await emitter.emit("lot", data, room=room)
+
+    trigger = BidTrigger(redis.url, lot_id, emit if emitter is not None else None)
+    try:
+        result = await run(server, trigger, f"{path_prefix}{lot_id}", protocol, f"http://127.0.0.1:{server.port}")
+        result["server_rss_mib"] = round(server.rss_bytes() / 2**20, 1)
+    finally:
+        await trigger.close()
+        server.stop()
+    result["load_average_1m"] = round(os.getloadavg()[0], 2)
+    return result
 
 
 def fanout_profile(redis: BenchRedis, database_url: str, plan: Plan) -> dict[str, Any]:

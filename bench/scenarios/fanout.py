@@ -52,6 +52,10 @@ class FanoutPlan:
     spacing_s: float
     burst: int
     stall: bool = False
+    # Rounds of the stall comparison, each on a fresh server and fresh watchers. The
+    # goal takes the median ratio, because three identical rounds of the hub gave
+    # 0.97, 0.99 and 1.21 on this machine.
+    stall_rounds: int = 1
 
 
 class BidTrigger:
@@ -101,21 +105,10 @@ async def run_fanout(
     profile: bool = False,
 ) -> dict[str, Any]:
     """Run the phases against `server`; with `profile`, sample it with py-spy during the latency phase."""
-    per_process = [plan.watchers // CLIENT_PROCESSES] * CLIENT_PROCESSES
-    per_process[0] += plan.watchers - sum(per_process)
-    clients = [
-        start_client("bench.clients.watchers", [
-            "--port", str(server.port), "--path", path, "--count", str(count),
-            "--protocol", protocol, "--origin", origin,
-        ])
-        for count in per_process
-    ]
+    clients = _start_watchers(server, plan, path=path, protocol=protocol, origin=origin)
     try:
-        ready = [client.read_message() for client in clients]
-        if sum(message.get("ready", 0) for message in ready) != plan.watchers:
-            raise RuntimeError(f"{name}: watchers did not all connect: {ready}")
+        await _wait_ready(name, clients, plan)
         result: dict[str, Any] = {"target": name, "watchers": plan.watchers}
-        await asyncio.sleep(0.5)
         sampler = None
         raw_profile = Path(tempfile.gettempdir()) / f"jangteo-bench-fanout-profile-{server.port}.txt"
         if profile:
@@ -127,9 +120,7 @@ async def run_fanout(
         if plan.stall:
             # A reference right before the stall, so both phases see the same machine load.
             # Both run before the burst, which may make a server close its sockets.
-            result["reference_latency"] = await _latency_phase(clients, plan, trigger)
-            _ask(clients[:1], "stall 1")
-            result["stalled_latency"] = await _latency_phase(clients, plan, trigger)
+            result.update(await _stall_phases(clients, plan, trigger))
         result["throughput"] = await _throughput_phase(clients, plan, trigger, server)
         for client in clients:
             client.quit(timeout_s=30)
@@ -137,6 +128,54 @@ async def run_fanout(
     finally:
         for client in clients:
             client.kill()
+
+
+async def run_stall_round(
+    name: str, server: ServerProcess, plan: FanoutPlan, trigger: BidTrigger, *, path: str, protocol: str, origin: str,
+) -> dict[str, Any]:
+    """Run only the stall comparison (reference, then one watcher stalled) against `server`."""
+    clients = _start_watchers(server, plan, path=path, protocol=protocol, origin=origin)
+    try:
+        await _wait_ready(name, clients, plan)
+        result = await _stall_phases(clients, plan, trigger)
+        for client in clients:
+            client.quit(timeout_s=30)
+        return result
+    finally:
+        for client in clients:
+            client.kill()
+
+
+def stall_ratio(result: dict[str, Any]) -> dict[str, float]:
+    """Return one stall round's per-delivery p99 without and with the stalled watcher, and their ratio."""
+    reference = result["reference_latency"]["delivery_p99_ms"]
+    stalled = result["stalled_latency"]["delivery_p99_ms"]
+    return {"reference_p99_ms": reference, "stalled_p99_ms": stalled, "ratio": round(stalled / reference, 3)}
+
+
+def _start_watchers(server: ServerProcess, plan: FanoutPlan, *, path: str, protocol: str, origin: str) -> list[ClientProcess]:
+    per_process = [plan.watchers // CLIENT_PROCESSES] * CLIENT_PROCESSES
+    per_process[0] += plan.watchers - sum(per_process)
+    return [
+        start_client("bench.clients.watchers", [
+            "--port", str(server.port), "--path", path, "--count", str(count),
+            "--protocol", protocol, "--origin", origin,
+        ])
+        for count in per_process
+    ]
+
+
+async def _wait_ready(name: str, clients: list[ClientProcess], plan: FanoutPlan) -> None:
+    ready = [client.read_message() for client in clients]
+    if sum(message.get("ready", 0) for message in ready) != plan.watchers:
+        raise RuntimeError(f"{name}: watchers did not all connect: {ready}")
+    await asyncio.sleep(0.5)
+
+
+async def _stall_phases(clients: list[ClientProcess], plan: FanoutPlan, trigger: BidTrigger) -> dict[str, Any]:
+    reference = await _latency_phase(clients, plan, trigger)
+    _ask(clients[:1], "stall 1")
+    return {"reference_latency": reference, "stalled_latency": await _latency_phase(clients, plan, trigger)}
 
 
 async def _latency_phase(clients: list[ClientProcess], plan: FanoutPlan, trigger: BidTrigger) -> dict[str, Any]:

@@ -82,3 +82,34 @@ def test_goals_report_missing_measurements() -> None:
     goals = report.evaluate_goals({"redis_benchmark": {"calls_per_s": 1000.0}})
     assert goals
     assert all(goal["met"] is None for goal in goals)
+
+
+def _fanout_run(target: str, rounds: list[tuple[float, float]]) -> dict:
+    """A fan-out result as `fanout_scenarios` returns it, with stall rounds of (stalled, reference) p99s."""
+    first_stalled, first_reference = rounds[0]
+    return {
+        "target": target,
+        "watchers": 1000,
+        "latency": {"last_watcher_p50_ms": 20.0, "last_watcher_p99_ms": 30.0},
+        "throughput": {"deliveries_per_s": 50_000.0},
+        "reference_latency": {"delivery_p99_ms": first_reference},
+        "stalled_latency": {"delivery_p99_ms": first_stalled},
+        "stall_rounds": [
+            {"reference_p99_ms": reference, "stalled_p99_ms": stalled, "ratio": round(stalled / reference, 3)}
+            for stalled, reference in rounds
+        ],
+    }
+
+
+def test_stall_goal_takes_median_round() -> None:
+    """One noisy stall round does not decide the goal: the median of the rounds does."""
+    results = {"fanout": [
+        _fanout_run("bare", [(24.0, 24.0), (25.0, 24.0), (23.0, 24.0)]),
+        _fanout_run("jangteo", [(36.0, 30.0), (30.0, 30.0), (31.0, 30.0)]),
+    ]}
+    (goal,) = [goal for goal in report.evaluate_goals(results) if goal["name"].startswith("one stalled watcher")]
+
+    assert goal["value"] == pytest.approx(1.033)
+    assert goal["met"] is True
+    assert "median of 3 rounds" in goal["detail"]
+    assert "36.0 ÷ 30.0 ms" in goal["detail"]
