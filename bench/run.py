@@ -94,7 +94,7 @@ FULL = Plan(
         BidRun("jangteo", 100, hiredis=False),
     ),
     fanout_plans=(
-        FanoutPlan(watchers=1000, triggers=60, spacing_s=0.2, burst=50, stall=True, stall_rounds=3),
+        FanoutPlan(watchers=1000, triggers=60, spacing_s=0.2, burst=50, stall=True, stall_rounds=5),
         FanoutPlan(watchers=5000, triggers=30, spacing_s=0.6, burst=20),
     ),
     idle_sockets=1000,
