@@ -30,6 +30,7 @@ from starlette.applications import Starlette  # noqa: E402
 from bench.bidload import BENCH_PREFIX  # noqa: E402
 from engine.auction import batching  # noqa: E402
 from engine.config import Settings  # noqa: E402
+from web.gc_tuning import tune_garbage_collector  # noqa: E402
 
 # Generous per-user limit: each benchmark bidder sends up to a few hundred bids per
 # 10 s; the limiter still runs (one Redis call per bid), as on the HTTP route.
@@ -59,4 +60,6 @@ def create_bench_app() -> Starlette:
         demo_data=False,
         secret_key="bench-only-secret",
     )
+    # What `python -m web` does for the process before it starts the app.
+    tune_garbage_collector(settings.gc_thresholds)
     return create_app(settings)

@@ -10,6 +10,7 @@ import time
 import uvicorn
 
 from engine.config import get_settings
+from web.gc_tuning import tune_garbage_collector
 
 GRACEFUL_SHUTDOWN_S = 10
 
@@ -44,6 +45,7 @@ def configure_logging(level: str) -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
+    tune_garbage_collector(settings.gc_thresholds)
     uvicorn.run(
         "web.app:create_app",
         factory=True,

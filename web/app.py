@@ -23,7 +23,6 @@ from engine.keys import Keys
 from web.api import api_routes, ws_bids, ws_pledges
 from web.csrf import CSRFMiddleware
 from web.errors import EXCEPTION_HANDLERS
-from web.gc_tuning import tune_garbage_collector
 from web.i18n import LocaleMiddleware, ensure_compiled
 from web.live import start_live, stop_live
 from web.metrics import RequestLogMiddleware
@@ -80,7 +79,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        tune_garbage_collector(settings.gc_thresholds)
         db = await create_pool(database_url)
         # redis-py's default asyncio pool raises MaxConnectionsError once 100 connections
         # are in use (100 concurrent bidders do that); a blocking pool makes a burst wait.

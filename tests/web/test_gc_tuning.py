@@ -1,4 +1,4 @@
-"""The web process's garbage-collector thresholds and its pause histogram."""
+"""The web process's garbage-collector thresholds and its pause histogram (applied by `python -m web`: tests/web/test_main.py)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,12 @@ import gc
 import logging
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from pydantic import ValidationError
 
 from engine.config import Settings
 from web import gc_tuning
 from web.gc_tuning import GC_PAUSE_SECONDS, tune_garbage_collector
-
-from conftest import start_app
 
 
 @pytest.fixture
@@ -67,16 +64,3 @@ def test_slow_pause_logged(restore_gc: None, monkeypatch: pytest.MonkeyPatch, ca
     with caplog.at_level(logging.WARNING, logger="jangteo.web.gc"):
         gc.collect()
     assert any("slow gc pause generation=2" in record.getMessage() for record in caplog.records)
-
-
-async def test_app_start_applies_settings(settings: Settings, restore_gc: None) -> None:
-    """The lifespan sets the configured thresholds, and /metrics serves the pause histogram."""
-    tuned = settings.model_copy(update={"gc_thresholds": (23_456, 11, 13)})
-    async for app in start_app(tuned):
-        assert gc.get_threshold() == (23_456, 11, 13)
-        gc.collect()
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            response = await client.get("/metrics")
-        assert response.status_code == 200
-        assert 'jangteo_gc_pause_seconds_count{generation="2"}' in response.text

@@ -37,6 +37,7 @@ async def test_main_serves_and_stops_on_sigterm(settings: Settings) -> None:
         "REDIS_PREFIX": settings.redis_prefix,
         "HOST": LOOPBACK,
         "PORT": str(port),
+        "GC_THRESHOLDS": "[40000, 15, 15]",
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "web", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -48,6 +49,9 @@ async def test_main_serves_and_stops_on_sigterm(settings: Settings) -> None:
             home = await client.get(f"http://{LOOPBACK}:{port}/")
         assert home.status_code == 200
         assert "광산구 장터" in home.text
+        async with httpx.AsyncClient() as client:
+            metrics = await client.get(f"http://{LOOPBACK}:{port}/metrics")
+        assert "jangteo_gc_pause_seconds_bucket" in metrics.text
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
@@ -59,4 +63,5 @@ async def test_main_serves_and_stops_on_sigterm(settings: Settings) -> None:
     assert any("logger=jangteo.web " in line and 'msg="web started' in line for line in log_lines)
     assert any("route=/readyz status=200" in line for line in log_lines)
     assert any('msg="web stopped"' in line for line in log_lines)
+    assert any("logger=jangteo.web.gc" in line and "gc thresholds=40000,15,15" in line for line in log_lines)
     assert all(line.startswith("ts=") for line in log_lines), log_lines
