@@ -166,7 +166,7 @@ class PrivateRedis:
         self._process = None
 
     def pause(self) -> None:
-        """Stop the server's process with SIGSTOP: it keeps its connections but answers nothing."""
+        """Stop the server's process with SIGSTOP: it keeps its connections but replies to no command."""
         if self._process is not None:
             self._process.send_signal(signal.SIGSTOP)
 

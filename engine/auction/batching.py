@@ -26,15 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 from typing import Any, Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from engine.auction.pipelined import PipelinedConnection
-
-log = logging.getLogger("jangteo.batching")
 
 
 class Script:

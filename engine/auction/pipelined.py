@@ -3,9 +3,9 @@
 redis-py (8.2) sends each pipeline on a connection checked out of its pool and
 waits for its replies before that connection takes the next one. With a socket
 timeout set (5 s by default), it also wraps every write in `asyncio.wait_for`,
-which creates a task per write. This connection is an asyncio protocol instead: a batch
+which creates a task per write. This connection is an asyncio protocol instead. A batch
 is packed by hiredis (`hiredis.pack_command`) and written at once, without waiting
-for the replies of earlier batches, and hiredis's reader parses the replies, which
+for the replies of earlier batches. hiredis's reader parses the replies, which
 Redis sends in the order of the commands. One timer per connection replaces the
 per-write timeouts. In `bench/` (100 websocket bidders on 100 lots, 2 cores) the
 web process's CPU time per bid fell from about 0.16 ms to 0.10 ms.
@@ -152,13 +152,6 @@ class PipelinedConnection:
         protocol.transport.write(data)
         if self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().call_later(self._timeout_s, self._check_timeout)
-
-    async def execute(self, *command: Any) -> Any:
-        """Send one command and return its reply (for callers outside a batch, such as tests)."""
-        await self.connect()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.send([_FutureWaiter(command, future)])
-        return await future
 
     @property
     def is_open(self) -> bool:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ import pytest_asyncio
 import redis.asyncio
 
 from auction_cases import SUPPLIER_ID, lot_load
-from embedded.redis import PrivateRedis, start_private_redis
 from engine.auction.batching import Script, ScriptBatcher
 from engine.auction.live import BID_SCRIPT, AuctionLive, BidOutcome
 from engine.auction.pipelined import PipelinedConnection, Waiter
@@ -317,23 +315,6 @@ async def test_batcher_sends_commands_with_scripts(
 
 
 # -- NOSCRIPT recovery on a private server -------------------------------------------------
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    """A Redis of this test's own, so SCRIPT FLUSH touches no other test's scripts."""
-    server = start_private_redis(tmp_path / "redis", appendonly=False)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest_asyncio.fixture
-async def private_client(private_redis: PrivateRedis) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(private_redis.url)
-    yield client
-    await client.aclose()
 
 
 @pytest.mark.slow

@@ -3,39 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from embedded.redis import PrivateRedis, start_private_redis
+from embedded.redis import PrivateRedis
 from engine.auction.batching import Script, ScriptBatcher
 from engine.auction.pipelined import PipelinedConnection
 
 pytestmark = pytest.mark.slow
 
 PASSWORD = "pipelined-test-secret"
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = start_private_redis(tmp_path / "redis", appendonly=False)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest_asyncio.fixture
-async def client(private_redis: PrivateRedis) -> AsyncIterator[redis.asyncio.Redis]:
-    redis_client = redis.asyncio.Redis.from_url(private_redis.url)
-    yield redis_client
-    await redis_client.aclose()
 
 
 def _batcher(client: redis.asyncio.Redis, *, timeout_s: float = 5.0) -> tuple[ScriptBatcher, PipelinedConnection]:
@@ -48,9 +29,9 @@ async def _connected_clients(client: redis.asyncio.Redis) -> int:
     return int(info["connected_clients"])
 
 
-async def test_replies_match_redis_py(client: redis.asyncio.Redis) -> None:
+async def test_replies_match_redis_py(private_client: redis.asyncio.Redis) -> None:
     """Replies go through redis-py's response callbacks, and error replies raise for their own call only."""
-    batcher, connection = _batcher(client)
+    batcher, connection = _batcher(private_client)
     try:
         failing = Script("return redis.error_reply('ERR broken on purpose')")
         results = await asyncio.gather(
@@ -83,29 +64,29 @@ async def test_decoding_client_gets_text(private_redis: PrivateRedis) -> None:
         await decoding.aclose()
 
 
-async def test_concurrent_first_calls_share_one_connection(client: redis.asyncio.Redis) -> None:
-    before = await _connected_clients(client)
-    batcher, connection = _batcher(client)
+async def test_concurrent_first_calls_share_one_connection(private_client: redis.asyncio.Redis) -> None:
+    before = await _connected_clients(private_client)
+    batcher, connection = _batcher(private_client)
     try:
         replies = await asyncio.gather(*(batcher.command("INCR", "counter") for _ in range(50)))
         assert sorted(replies) == list(range(1, 51))
-        assert await _connected_clients(client) == before + 1
+        assert await _connected_clients(private_client) == before + 1
     finally:
         await connection.close()
 
 
-async def test_password_and_database_from_url(private_redis: PrivateRedis, client: redis.asyncio.Redis) -> None:
+async def test_password_and_database_from_url(private_redis: PrivateRedis, private_client: redis.asyncio.Redis) -> None:
     """The connection authenticates and selects the database of the client's URL."""
-    await client.config_set("requirepass", PASSWORD)
+    await private_client.config_set("requirepass", PASSWORD)
     server = private_redis
     url = f"redis://:{PASSWORD}@127.0.0.1:{server.port}/3"
-    client = redis.asyncio.Redis.from_url(url)
-    batcher, connection = _batcher(client)
+    authenticated = redis.asyncio.Redis.from_url(url)
+    batcher, connection = _batcher(authenticated)
     wrong = redis.asyncio.Redis.from_url(f"redis://:not-{PASSWORD}@127.0.0.1:{server.port}/0")
     wrong_batcher, wrong_connection = _batcher(wrong)
     try:
         assert await batcher.command("SET", "in-three", "yes") is True
-        assert await client.get("in-three") == b"yes"
+        assert await authenticated.get("in-three") == b"yes"
         database_zero = redis.asyncio.Redis.from_url(f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0")
         assert await database_zero.get("in-three") is None
         await database_zero.aclose()
@@ -116,13 +97,13 @@ async def test_password_and_database_from_url(private_redis: PrivateRedis, clien
     finally:
         await connection.close()
         await wrong_connection.close()
-        await client.aclose()
+        await authenticated.aclose()
         await wrong.aclose()
 
 
-async def test_killed_server_fails_waiting_calls(private_redis: PrivateRedis, client: redis.asyncio.Redis) -> None:
+async def test_killed_server_fails_waiting_calls(private_redis: PrivateRedis, private_client: redis.asyncio.Redis) -> None:
     """Calls waiting when the server dies raise ConnectionError. After a restart the next call reconnects."""
-    batcher, connection = _batcher(client)
+    batcher, connection = _batcher(private_client)
     try:
         assert await batcher.command("INCR", "counter") == 1
         private_redis.pause()
@@ -144,9 +125,9 @@ async def test_killed_server_fails_waiting_calls(private_redis: PrivateRedis, cl
         await connection.close()
 
 
-async def test_stalled_server_times_out(private_redis: PrivateRedis, client: redis.asyncio.Redis) -> None:
+async def test_stalled_server_times_out(private_redis: PrivateRedis, private_client: redis.asyncio.Redis) -> None:
     """A call without a reply for timeout_s raises TimeoutError, and the next call opens a new connection."""
-    batcher, connection = _batcher(client, timeout_s=0.5)
+    batcher, connection = _batcher(private_client, timeout_s=0.5)
     try:
         assert await batcher.command("INCR", "counter") == 1
         private_redis.pause()
