@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
@@ -10,8 +11,10 @@ import pytest_asyncio
 import redis.asyncio
 
 from engine.actors import STAFF, Actor
+from engine.auction.ledger import LedgerConsumer
 from engine.config import Settings
 from engine.groupbuy.campaigns import CampaignDraft, create_campaign
+from engine.groupbuy.ledger import CAMPAIGN_LEDGER
 from engine.groupbuy.live import CampaignLive
 from engine.keys import Keys
 from tests.web.live.conftest import World
@@ -53,3 +56,21 @@ async def make_campaign(pg_pool: asyncpg.Pool, engine_campaigns: CampaignLive, w
         return await create_campaign(pg_pool, engine_campaigns, actor, CampaignDraft(**values))  # type: ignore[arg-type]
 
     return create
+
+
+@pytest_asyncio.fixture
+async def ledger_consumer(pg_pool: asyncpg.Pool, engine_campaigns: CampaignLive) -> AsyncIterator[LedgerConsumer]:
+    """Store the campaign streams in `pledge_events` in the background, as the worker's consumer does."""
+    consumer = LedgerConsumer(pg_pool, engine_campaigns.redis, engine_campaigns.keys, block_ms=50,
+                              claim_idle_s=0.2, ledger=CAMPAIGN_LEDGER)
+    stop = asyncio.Event()
+
+    async def loop() -> None:
+        while not stop.is_set():
+            await consumer.drain()
+            await asyncio.sleep(0.02)
+
+    task = asyncio.create_task(loop())
+    yield consumer
+    stop.set()
+    await task

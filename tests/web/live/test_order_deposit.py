@@ -10,44 +10,24 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from engine.actors import MEMBER, STAFF, Actor
-from engine.auction.ledger import LedgerConsumer
 from engine.config import Settings
 from engine.groupbuy.closing import close_due_campaigns
-from engine.groupbuy.ledger import CAMPAIGN_LEDGER
 from engine.groupbuy.live import CampaignLive
 from engine.groupbuy.payments import confirm_pledge_deposit, record_up_front_payment
 from engine.groupbuy.service import submit_pledge
 from tests.invariants import check_campaign_invariants, check_orders_money
-from tests.web.live.campaign_fixtures import CampaignFactory, engine_campaigns, make_campaign  # noqa: F401
+from tests.web.live.campaign_fixtures import (  # noqa: F401  (fixtures)
+    CampaignFactory, engine_campaigns, ledger_consumer, make_campaign,
+)
 from tests.web.live.conftest import Account, LiveServer, SignedIn, World
 
 pytestmark = pytest.mark.slow
-
-
-@pytest_asyncio.fixture
-async def ledger_consumer(pg_pool: asyncpg.Pool, engine_campaigns: CampaignLive) -> AsyncIterator[LedgerConsumer]:
-    """Store the campaign streams in `pledge_events` in the background, as the worker's consumer does."""
-    consumer = LedgerConsumer(pg_pool, engine_campaigns.redis, engine_campaigns.keys, block_ms=50,
-                              claim_idle_s=0.2, ledger=CAMPAIGN_LEDGER)
-    stop = asyncio.Event()
-
-    async def loop() -> None:
-        while not stop.is_set():
-            await consumer.drain()
-            await asyncio.sleep(0.02)
-
-    task = asyncio.create_task(loop())
-    yield consumer
-    stop.set()
-    await task
 
 
 async def pledge(db: asyncpg.Pool, live: CampaignLive, campaign_id: int, member: Account, units: int) -> None:
