@@ -77,9 +77,7 @@ class _ReplyProtocol(asyncio.Protocol):
 
     def __init__(self, encoding: str | None) -> None:
         self.transport: asyncio.Transport | None = None
-        self.reader = hiredis.Reader(replyError=ResponseError, encoding=encoding) if encoding else hiredis.Reader(
-            replyError=ResponseError
-        )
+        self.reader = hiredis.Reader(replyError=ResponseError, encoding=encoding)
         # (waiter, sent_at) per unanswered command, oldest first.
         self.waiting: collections.deque[tuple[Waiter, float]] = collections.deque()
         self.lost: Exception | None = None

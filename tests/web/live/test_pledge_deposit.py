@@ -258,9 +258,9 @@ async def test_api_lists_and_confirms_once(live_server: LiveServer, world: World
         forbidden = await signed.http.get("/api/v1/pledge-payments")
         assert forbidden.status_code == 403
         assert forbidden.json()["error"]["code"] == "forbidden"
-        refused = await signed.http.post(confirm_path, headers={"X-CSRF-Token": signed.csrf_token})
-        assert refused.status_code == 403
-        assert refused.json()["error"]["code"] == "forbidden"
+        rejected = await signed.http.post(confirm_path, headers={"X-CSRF-Token": signed.csrf_token})
+        assert rejected.status_code == 403
+        assert rejected.json()["error"]["code"] == "forbidden"
     assert (await visitor.http.get("/api/v1/pledge-payments")).json()["error"]["code"] == "not_authenticated"
     no_token = await staff.http.post(confirm_path)
     assert no_token.status_code == 403
