@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from engine.auction.rules import MAX_AMOUNT_WON
-from engine.db import create_pool, migrate
+from engine.db import migrate
 from engine.errors import DomainError
 from engine.groupbuy.payments import confirm_pledge_deposit, record_up_front_payment
 from engine.orders import DepositConfirmation, confirm_deposit, order_balance
@@ -37,7 +35,7 @@ from groupbuy_testkit import (
     pledge_ledger,
     wait_until_deadline,
 )
-from worker_testkit import make_market
+from worker_testkit import database_before_migration, make_market
 
 __all__ = ["campaign_consumer", "campaigns"]  # fixtures
 
@@ -357,22 +355,7 @@ async def test_migration_credits_prepaid_orders(
     pg_server_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The migration credits an order awaiting payment with its paid payments and a paid one with its settled ones."""
-    name = f"jangteo_wk_mig_{secrets.token_hex(5)}"
-    admin = await asyncpg.connect(pg_server_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    db = await create_pool(urlunsplit(urlsplit(pg_server_dsn)._replace(path=f"/{name}")), min_size=1, max_size=2)
-    try:
-        earlier = tmp_path / "migrations"
-        earlier.mkdir()
-        for path in migrate.MIGRATIONS_DIR.glob("*.sql"):
-            if path.stem < PREPAID_MIGRATION:
-                shutil.copy(path, earlier / path.name)
-        monkeypatch.setattr(migrate, "MIGRATIONS_DIR", earlier)
-        await migrate.apply_migrations(db)
-        monkeypatch.undo()
+    async with database_before_migration(pg_server_dsn, tmp_path, monkeypatch, PREPAID_MIGRATION) as db:
         market = await make_market(db, None)  # type: ignore[arg-type]  # no lot is loaded into Redis
         awaiting_member, paid_member = await market.member(), await market.member()
         campaign_id = await db.fetchval(
@@ -412,10 +395,3 @@ async def test_migration_credits_prepaid_orders(
         orders = {row["id"]: row for row in await db.fetch("SELECT id, prepaid_won, deposit_won FROM orders")}
         assert (orders[awaiting_order]["prepaid_won"], orders[awaiting_order]["deposit_won"]) == (36_000, None)
         assert (orders[paid_order]["prepaid_won"], orders[paid_order]["deposit_won"]) == (36_000, None)
-    finally:
-        await db.close()
-        admin = await asyncpg.connect(pg_server_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()

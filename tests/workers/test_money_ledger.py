@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
-from engine.db import create_pool, migrate
+from engine.db import migrate
 from engine.orders import cancel_unpaid_orders, confirm_deposit
 from invariants import check_auction_invariants, check_orders_money, check_pledge_payments_money
-from worker_testkit import bid_three, close_until_final, make_market, wait_until_due
+from worker_testkit import bid_three, close_until_final, database_before_migration, make_market, wait_until_due
 
 PLEDGE_LEDGER_MIGRATION = "0013_money_ledger_pledge_payments"
 
@@ -169,22 +167,7 @@ async def test_migration_backfills_pledge_payment_rows(
     pg_server_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The migration writes each earlier pledge payment's rows once and links a settled payment to its order."""
-    name = f"jangteo_wk_mig_{secrets.token_hex(5)}"
-    admin = await asyncpg.connect(pg_server_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    db = await create_pool(urlunsplit(urlsplit(pg_server_dsn)._replace(path=f"/{name}")), min_size=1, max_size=2)
-    try:
-        earlier = tmp_path / "migrations"
-        earlier.mkdir()
-        for path in migrate.MIGRATIONS_DIR.glob("*.sql"):
-            if path.stem < PLEDGE_LEDGER_MIGRATION:
-                shutil.copy(path, earlier / path.name)
-        monkeypatch.setattr(migrate, "MIGRATIONS_DIR", earlier)
-        await migrate.apply_migrations(db)
-        monkeypatch.undo()
+    async with database_before_migration(pg_server_dsn, tmp_path, monkeypatch, PLEDGE_LEDGER_MIGRATION) as db:
         before = await _insert_earlier_payments(db)
 
         assert PLEDGE_LEDGER_MIGRATION in await migrate.apply_migrations(db)
@@ -209,10 +192,3 @@ async def test_migration_backfills_pledge_payment_rows(
         assert [r["entry"] for r in order_entries] == ["sale", "commission", "overpayment", "refund"]
         await check_pledge_payments_money(db, [before.campaign_id])
         await check_orders_money(db, [before.order_id])
-    finally:
-        await db.close()
-        admin = await asyncpg.connect(pg_server_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()

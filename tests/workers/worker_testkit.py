@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+import shutil
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import pytest
 
 from engine.accounts import mask_name
 from engine.actors import MEMBER, STAFF, SUPPLIER, Actor
@@ -16,6 +22,7 @@ from engine.auction.ledger import LedgerConsumer
 from engine.auction.live import AuctionLive, BidOutcome
 from engine.auction.lots import load_lot
 from engine.config import Settings
+from engine.db import create_pool, migrate
 from engine.outbox import OutboxSender
 
 FINAL = ("sold", "unsold", "held", "cancelled")
@@ -165,3 +172,38 @@ async def bid_three(market: Market, lot_id: int):  # type: ignore[no-untyped-def
     await market.accepted_bid(lot_id, b, 15_000)
     await market.accepted_bid(lot_id, c, 13_000)
     return a, b, c
+
+
+@contextlib.asynccontextmanager
+async def database_before_migration(
+    pg_server_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migration: str
+) -> AsyncIterator[asyncpg.Pool]:
+    """Yield a new database with every migration before `migration` (a file stem) applied; drop it afterwards.
+
+    The test then inserts rows as they stood before `migration`, and applies the rest
+    with `migrate.apply_migrations`.
+    """
+    name = f"jangteo_wk_mig_{secrets.token_hex(5)}"
+    admin = await asyncpg.connect(pg_server_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    db = await create_pool(urlunsplit(urlsplit(pg_server_dsn)._replace(path=f"/{name}")), min_size=1, max_size=2)
+    try:
+        earlier = tmp_path / "migrations"
+        earlier.mkdir()
+        for path in migrate.MIGRATIONS_DIR.glob("*.sql"):
+            if path.stem < migration:
+                shutil.copy(path, earlier / path.name)
+        monkeypatch.setattr(migrate, "MIGRATIONS_DIR", earlier)
+        await migrate.apply_migrations(db)
+        monkeypatch.undo()
+        yield db
+    finally:
+        await db.close()
+        admin = await asyncpg.connect(pg_server_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
