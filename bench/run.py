@@ -44,6 +44,7 @@ from bench.services import (
     PROJECT_ROOT,
     BenchRedis,
     ServerProcess,
+    jangteo_argv,
     postgres_database,
     raise_open_file_limit,
     start_redis,
@@ -274,7 +275,7 @@ def _fanout_server(target: str, redis: BenchRedis, database_url: str) -> tuple[S
         argv = uvicorn_argv("bench.baselines.socketio_server:create_app", port, factory=True)
         server = start_server("fanout-socketio", argv, port, {"BENCH_REDIS_URL": redis.url})
         return server, "/socket.io/?EIO=4&transport=websocket&lot=", "socketio"
-    argv = uvicorn_argv("bench.jangteo_server:create_bench_app", port, factory=True)
+    argv = jangteo_argv(port)
     env = {"BENCH_REDIS_URL": redis.url, "BENCH_DATABASE_URL": database_url, "BENCH_PORT": str(port)}
     return start_server("fanout-jangteo", argv, port, env), "/ws/lots/", "jangteo"
 
@@ -373,7 +374,7 @@ def memory_scenarios(redis: BenchRedis, database_url: str, plan: Plan) -> list[d
     asyncio.run(load())
     port = find_free_port()
     jangteo = start_server(
-        "idle-jangteo", uvicorn_argv("bench.jangteo_server:create_bench_app", port, factory=True), port,
+        "idle-jangteo", jangteo_argv(port), port,
         {"BENCH_REDIS_URL": redis.url, "BENCH_DATABASE_URL": database_url, "BENCH_PORT": str(port)},
     )
     try:

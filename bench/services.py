@@ -28,6 +28,8 @@ import psutil
 
 from embedded.common import LOOPBACK, find_free_port, port_accepts
 from embedded.redis import redis_ping, redis_server_binary
+from engine.config import Settings
+from web.live.ws_protocol import SharedFrameProtocol
 
 log = logging.getLogger("jangteo.bench")
 
@@ -213,6 +215,21 @@ def uvicorn_argv(app: str, port: int, *, factory: bool = False, loop: str = "uvl
     if factory:
         argv.append("--factory")
     return argv
+
+
+JANGTEO_APP = "bench.jangteo_server:create_bench_app"
+
+
+def jangteo_argv(port: int, *, loop: str = "uvloop") -> list[str]:
+    """Build the uvicorn argv of the Jangteo app with the websocket protocol and compression of `python -m web`.
+
+    The frame limit stays uvicorn's default, because the app checks its own limit on bids and pledges.
+    """
+    protocol = SharedFrameProtocol
+    return uvicorn_argv(JANGTEO_APP, port, factory=True, loop=loop) + [
+        "--ws", f"{protocol.__module__}:{protocol.__qualname__}",
+        "--ws-per-message-deflate", str(Settings.model_fields["ws_compression"].default).lower(),
+    ]
 
 
 # -- client processes -----------------------------------------------------------------

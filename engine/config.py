@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     bid_rate: str = "30/10seconds"
     max_body_bytes: int = 64 * 1024
     max_ws_frame_bytes: int = 4 * 1024
+    # permessage-deflate on websockets (WS_COMPRESSION). Off: a compressor per
+    # connection costs memory and CPU on every message, and compressed frames cannot
+    # be shared between watchers (see web/live/ws_protocol.py).
+    ws_compression: bool = False
     # Seconds a bid or pledge socket may wait before its hello (CSRF token) arrives.
     ws_hello_timeout_s: float = 10.0
 

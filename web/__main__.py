@@ -11,6 +11,7 @@ import uvicorn
 
 from engine.config import get_settings
 from web.gc_tuning import tune_garbage_collector
+from web.live.ws_protocol import uvicorn_websocket_options
 
 GRACEFUL_SHUTDOWN_S = 10
 
@@ -60,8 +61,7 @@ def main() -> None:
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        # Larger websocket frames are refused (close 1009) before they reach the app.
-        ws_max_size=settings.max_ws_frame_bytes,
+        **uvicorn_websocket_options(settings),
     )
 
 

@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 
 from bench.bidload import bench_keys, load_lots
 from bench.profiling import start_py_spy, summarize
-from bench.services import BenchRedis, ServerProcess, start_client, start_server, uvicorn_argv
+from bench.services import BenchRedis, ServerProcess, jangteo_argv, start_client, start_server, uvicorn_argv
 from embedded.common import find_free_port
 
 FIRST_BID_LOT_ID = 100_001
@@ -76,7 +76,7 @@ def start_bid_server(environment: BidEnvironment, run: BidRun) -> ServerProcess:
         argv = uvicorn_argv("bench.baselines.starlette_evalsha:create_app", port, factory=True, loop=run.loop)
         env = {"BENCH_REDIS_URL": environment.redis.url}
     else:
-        argv = uvicorn_argv("bench.jangteo_server:create_bench_app", port, factory=True, loop=run.loop)
+        argv = jangteo_argv(port, loop=run.loop)
         env = {
             "BENCH_REDIS_URL": environment.redis.url,
             "BENCH_DATABASE_URL": environment.database_url,

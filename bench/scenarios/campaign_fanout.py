@@ -31,7 +31,7 @@ from bench.bidload import bench_keys
 from bench.campaignload import next_units
 from bench.scenarios.fanout import FanoutPlan, run_fanout
 from bench.scenarios.pledges import PledgeEnvironment, prepare_campaigns
-from bench.services import ServerProcess, start_server, uvicorn_argv
+from bench.services import ServerProcess, jangteo_argv, start_server
 from embedded.common import find_free_port
 from engine.groupbuy.live import CampaignLive
 
@@ -73,7 +73,7 @@ def start_campaign_fanout_server(target: str, environment: PledgeEnvironment) ->
             "--database-url", environment.database_url,
         ]
         return start_server("campaign-fanout-bare", argv, port), "/", "plain"
-    argv = uvicorn_argv("bench.jangteo_server:create_bench_app", port, factory=True)
+    argv = jangteo_argv(port)
     env = {"BENCH_REDIS_URL": environment.redis.url, "BENCH_DATABASE_URL": environment.database_url, "BENCH_PORT": str(port)}
     return start_server("campaign-fanout-jangteo", argv, port, env), "/ws/campaigns/", "jangteo"
 

@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 from bench.bidload import bench_keys
 from bench.campaignload import create_campaigns
 from bench.profiling import start_py_spy, summarize
-from bench.services import BenchRedis, ServerProcess, start_client, start_server, uvicorn_argv
+from bench.services import BenchRedis, ServerProcess, jangteo_argv, start_client, start_server, uvicorn_argv
 from embedded.common import find_free_port
 from engine.db.pool import create_pool
 
@@ -73,7 +73,7 @@ def start_pledge_server(environment: PledgeEnvironment, run: PledgeRun) -> Serve
         argv = uvicorn_argv("bench.baselines.starlette_pledge:create_app", port, factory=True)
         env = {"BENCH_REDIS_URL": environment.redis.url}
     else:
-        argv = uvicorn_argv("bench.jangteo_server:create_bench_app", port, factory=True)
+        argv = jangteo_argv(port)
         env = {
             "BENCH_REDIS_URL": environment.redis.url,
             "BENCH_DATABASE_URL": environment.database_url,

@@ -22,6 +22,11 @@ Messages come in two kinds:
   passes `max_pending_chars` characters in all, `offer` returns False and the hub closes the
   connection with 1013 (try again later). The client reconnects and gets a fresh
   snapshot instead.
+
+Watchers that are up to date have the same pieces pending after an event, so
+within one flush they share one joined string. Where the server offers it, they
+also share one encoded frame (`web.live.ws_protocol`), written to each transport
+unchanged.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from dataclasses import dataclass
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from web.live.eager import start_eagerly
+from web.live.ws_protocol import FrameWriter, frame_writer, text_frame
 
 log = logging.getLogger("jangteo.web.live")
 
@@ -90,6 +96,7 @@ class Watcher:
         self._sending: asyncio.Task[None] | None = None  # a send that had to wait
         self._closer: asyncio.Task[None] | None = None
         self._flusher: _Flusher | None = None  # set by prime()
+        self._write_frame: FrameWriter | None = None  # set by prime(), where the server offers it
 
     # -- the hub's side (never awaits) -----------------------------------------------
 
@@ -148,6 +155,7 @@ class Watcher:
             if item.seq > seqs.get(item.lot_id, -1)
         }
         self._pending = {("snapshot", next(_unique_keys)): Outgoing(text, -1, 0), **kept}
+        self._write_frame = frame_writer(self.websocket.scope)
         self._flusher = _flusher_of(asyncio.get_running_loop())
         self._flusher.mark(self)
 
@@ -164,17 +172,24 @@ class Watcher:
 
     # -- sending ---------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Send everything pending as one message, unless a send is still waiting."""
+    def flush(self, messages: _Messages) -> None:
+        """Send everything pending as one message, unless a send is still waiting.
+
+        `messages` shares joined texts and frames between the watchers of one flush.
+        """
         if self.closed or self._sending is not None or not self._pending:
             return
         batch, self._pending = self._pending, {}
         # One websocket message per flush: the htmx ws extension swaps every top-level
         # element of a message. Fragments must not start with table parts (<tr>,
         # <tbody>), which the HTML parser drops outside a table.
-        text = "".join([item.text for item in batch.values()])
+        message = messages.of(tuple(batch.values()))
         try:
-            task = start_eagerly(self.websocket.send({"type": "websocket.send", "text": text}))
+            if self._write_frame is not None and self._write_frame(message.frame()):
+                return
+            # No shared frames here, or the transport cannot take one now: the ASGI
+            # send waits for the client (in a task) or raises as usual.
+            task = start_eagerly(self.websocket.send({"type": "websocket.send", "text": message.text}))
         except Exception as error:  # noqa: BLE001 - the batch is gone either way
             self._send_failed(error)
             return
@@ -229,6 +244,42 @@ class Watcher:
             log.debug("ws close failed code=%s error=%s", code, type(error).__name__)
 
 
+class _Message:
+    """The text of one batch of pieces, and its frame once a watcher needs it."""
+
+    __slots__ = ("items", "text", "_frame")
+
+    def __init__(self, items: tuple[Outgoing, ...]) -> None:
+        self.items = items  # kept alive, so their ids stay unique while the message is cached
+        self.text = "".join([item.text for item in items])
+        self._frame: bytes | None = None
+
+    def frame(self) -> bytes:
+        if self._frame is None:
+            self._frame = text_frame(self.text)
+        return self._frame
+
+
+class _Messages:
+    """The messages of one flush, by the identities of their pieces.
+
+    After an event, every watcher that was up to date has the same `Outgoing`
+    objects pending, so the 1,000th watcher reuses the first one's text and frame.
+    """
+
+    __slots__ = ("_by_items",)
+
+    def __init__(self) -> None:
+        self._by_items: dict[tuple[int, ...], _Message] = {}
+
+    def of(self, items: tuple[Outgoing, ...]) -> _Message:
+        key = tuple(map(id, items))
+        message = self._by_items.get(key)
+        if message is None:
+            message = self._by_items[key] = _Message(items)
+        return message
+
+
 class _Flusher:
     """The watchers of one event loop that have something to send, flushed in one callback."""
 
@@ -246,9 +297,10 @@ class _Flusher:
     def _flush(self) -> None:
         marked, self._marked = self._marked, {}
         self._scheduled = False
+        messages = _Messages()
         for watcher in marked:
             try:
-                watcher.flush()
+                watcher.flush(messages)
             except Exception:  # one watcher's failure must not stop the others' messages
                 log.exception("ws flush failed")
 

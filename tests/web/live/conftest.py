@@ -26,6 +26,7 @@ from engine.auction.lots import LotDraft, create_lot
 from engine.config import Settings
 from engine.keys import Keys
 from web.app import create_app
+from web.live.ws_protocol import uvicorn_websocket_options
 
 PASSWORD = "correct horse battery"
 
@@ -154,9 +155,13 @@ def listening_socket(send_buffer_bytes: int | None = None) -> socket.socket:
 
 
 async def start_server(
-    settings: Settings, *, send_buffer_bytes: int | None = None, **overrides: object
+    settings: Settings,
+    *,
+    send_buffer_bytes: int | None = None,
+    uvicorn_options: dict[str, object] | None = None,
+    **overrides: object,
 ) -> LiveServer:
-    """Start a server on its own socket; `overrides` replace settings fields."""
+    """Start a server on its own socket; `overrides` replace settings fields, `uvicorn_options` uvicorn's."""
     sock = listening_socket(send_buffer_bytes)
     port = sock.getsockname()[1]
     # The tests sign in many times from one address; login limits are tested elsewhere.
@@ -168,10 +173,12 @@ async def start_server(
         app,
         lifespan="on",
         log_level="warning",
-        ws="websockets-sansio",
-        ws_max_size=server_settings.max_ws_frame_bytes,
-        ws_ping_interval=None,
-        timeout_graceful_shutdown=2,
+        **{
+            **uvicorn_websocket_options(server_settings),
+            "ws_ping_interval": None,
+            "timeout_graceful_shutdown": 2,
+            **(uvicorn_options or {}),
+        },
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

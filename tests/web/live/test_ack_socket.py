@@ -5,7 +5,6 @@ Each test runs a real uvicorn server with real PostgreSQL and Redis.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -14,15 +13,13 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import pytest_asyncio
-import uvicorn
 from websockets.asyncio.client import ClientConnection
 
 from engine.config import Settings
 from engine.groupbuy.live import CampaignLive
 from tests.web.live.campaign_fixtures import CampaignFactory, engine_campaigns, make_campaign  # noqa: F401
-from tests.web.live.conftest import LiveServer, World, listening_socket, start_server
+from tests.web.live.conftest import LiveServer, World, start_server
 from tests.web.live.test_ws_pledges import expect_close, open_pledge_socket, pledge
-from web.app import create_app
 
 pytestmark = pytest.mark.slow
 
@@ -46,24 +43,6 @@ def text_of_bytes(size_bytes: int) -> str:
     return text
 
 
-async def start_server_with_ws_max_size(settings: Settings, ws_max_size: int) -> LiveServer:
-    """Start a server as `start_server` does, but with uvicorn's frame limit set apart from the app's."""
-    sock = listening_socket()
-    port = sock.getsockname()[1]
-    app = create_app(settings.model_copy(update={"port": port}))
-    config = uvicorn.Config(
-        app, lifespan="on", log_level="warning", ws="websockets-sansio",
-        ws_max_size=ws_max_size, ws_ping_interval=None, timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    return LiveServer(server, task, port, app)
-
-
 @pytest_asyncio.fixture
 async def lock_timeout_server(settings: Settings) -> AsyncIterator[LiveServer]:
     """A server whose PostgreSQL statements give up after waiting 200 ms for a lock."""
@@ -75,7 +54,7 @@ async def lock_timeout_server(settings: Settings) -> AsyncIterator[LiveServer]:
 @pytest_asyncio.fixture
 async def wide_frame_server(settings: Settings) -> AsyncIterator[LiveServer]:
     """A server whose uvicorn accepts frames far above `max_ws_frame_bytes`, so only the app limits them."""
-    server = await start_server_with_ws_max_size(settings, UVICORN_DEFAULT_WS_MAX_SIZE)
+    server = await start_server(settings, uvicorn_options={"ws_max_size": UVICORN_DEFAULT_WS_MAX_SIZE})
     yield server
     await server.stop()
 
