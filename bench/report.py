@@ -200,6 +200,17 @@ def speedups(results: dict[str, Any]) -> list[tuple[str, float | None, str]]:
     compare("uvloop ÷ asyncio loop (Jangteo, 100 lots)", _bid(results, "jangteo", 100), _bid(results, "jangteo", 100, loop="asyncio"))
     compare("uvloop ÷ asyncio loop (bare endpoint, 100 lots)", _bid(results, "bare", 100), _bid(results, "bare", 100, loop="asyncio"))
     compare("hiredis ÷ pure-Python parser (Jangteo, 100 lots)", _bid(results, "jangteo", 100), _bid(results, "jangteo", 100, hiredis=False))
+    for shared in results.get("fanout", []):
+        asgi = _fanout(results, "jangteo-asgi", shared["watchers"]) if shared["target"] == "jangteo" else None
+        if asgi is None:
+            continue
+        rows.append((
+            f"shared frames ÷ ASGI sends, last-watcher p50 (time ratio ASGI/shared, Jangteo, {shared['watchers']} watchers)",
+            ratio(asgi["latency"]["last_watcher_p50_ms"], shared["latency"]["last_watcher_p50_ms"]),
+            f"p50 {shared['latency']['last_watcher_p50_ms']:.1f} vs {asgi['latency']['last_watcher_p50_ms']:.1f} ms; "
+            f"p99 {shared['latency']['last_watcher_p99_ms']:.1f} vs {asgi['latency']['last_watcher_p99_ms']:.1f} ms; "
+            f"server CPU in the burst {shared['throughput']['server_cpu_s']} vs {asgi['throughput']['server_cpu_s']} s",
+        ))
     json_times = results.get("json")
     if json_times:
         rows.append((

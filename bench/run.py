@@ -96,7 +96,7 @@ FULL = Plan(
     ),
     fanout_plans=(
         FanoutPlan(watchers=1000, triggers=60, spacing_s=0.2, burst=50, stall=True, stall_rounds=5),
-        FanoutPlan(watchers=5000, triggers=30, spacing_s=0.6, burst=20),
+        FanoutPlan(watchers=5000, triggers=30, spacing_s=0.6, burst=20, asgi_comparison=True),
     ),
     idle_sockets=1000,
     pledge_runs=(PledgeRun("bare", 1), PledgeRun("bare", 100), PledgeRun("jangteo", 1), PledgeRun("jangteo", 100)),
@@ -275,9 +275,9 @@ def _fanout_server(target: str, redis: BenchRedis, database_url: str) -> tuple[S
         argv = uvicorn_argv("bench.baselines.socketio_server:create_app", port, factory=True)
         server = start_server("fanout-socketio", argv, port, {"BENCH_REDIS_URL": redis.url})
         return server, "/socket.io/?EIO=4&transport=websocket&lot=", "socketio"
-    argv = jangteo_argv(port)
+    argv = jangteo_argv(port, shared_frames=target != "jangteo-asgi")
     env = {"BENCH_REDIS_URL": redis.url, "BENCH_DATABASE_URL": database_url, "BENCH_PORT": str(port)}
-    return start_server("fanout-jangteo", argv, port, env), "/ws/lots/", "jangteo"
+    return start_server(f"fanout-{target}", argv, port, env), "/ws/lots/", "jangteo"
 
 
 async def fanout_scenarios(
@@ -287,7 +287,10 @@ async def fanout_scenarios(
     results = []
     lot_ids = itertools.count(first_lot_id + 1)
     for fanout_plan in plans:
-        for target in targets:
+        plan_targets = targets
+        if fanout_plan.asgi_comparison and "jangteo" in targets:
+            plan_targets = (*targets, "jangteo-asgi")
+        for target in plan_targets:
             log.info("fan-out: %s, %d watchers", target, fanout_plan.watchers)
             result = await _on_fanout_target(
                 redis, database_url, target, next(lot_ids),

@@ -220,14 +220,17 @@ def uvicorn_argv(app: str, port: int, *, factory: bool = False, loop: str = "uvl
 JANGTEO_APP = "bench.jangteo_server:create_bench_app"
 
 
-def jangteo_argv(port: int, *, loop: str = "uvloop") -> list[str]:
+def jangteo_argv(port: int, *, loop: str = "uvloop", shared_frames: bool = True) -> list[str]:
     """Build the uvicorn argv of the Jangteo app with the websocket protocol and compression of `python -m web`.
 
-    The frame limit stays uvicorn's default, because the app checks its own limit on bids and pledges.
+    With `shared_frames=False` uvicorn's own sans-I/O protocol serves the websockets,
+    so every message goes through an ASGI send. The frame limit stays uvicorn's
+    default, because the app checks its own limit on bids and pledges.
     """
     protocol = SharedFrameProtocol
+    ws = f"{protocol.__module__}:{protocol.__qualname__}" if shared_frames else "websockets-sansio"
     return uvicorn_argv(JANGTEO_APP, port, factory=True, loop=loop) + [
-        "--ws", f"{protocol.__module__}:{protocol.__qualname__}",
+        "--ws", ws,
         "--ws-per-message-deflate", str(Settings.model_fields["ws_compression"].default).lower(),
     ]
 

@@ -56,6 +56,9 @@ class FanoutPlan:
     # goal takes the median ratio, because identical rounds of the hub gave ratios
     # from 0.88 to 1.42 on this machine, with no garbage collection in either phase.
     stall_rounds: int = 1
+    # Also run Jangteo on uvicorn's own websocket protocol (target "jangteo-asgi"),
+    # which sends every message through ASGI, for the shared-frames speed-up.
+    asgi_comparison: bool = False
 
 
 class BidTrigger:

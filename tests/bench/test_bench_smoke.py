@@ -113,3 +113,27 @@ def test_stall_goal_takes_median_round() -> None:
     assert goal["met"] is True
     assert "median of 3 rounds" in goal["detail"]
     assert "36.0 ÷ 30.0 ms" in goal["detail"]
+
+
+def test_speedups_compare_shared_frames() -> None:
+    """A fan-out run on uvicorn's own protocol yields the shared-frames row, as ASGI time ÷ shared time."""
+    shared = {**_fanout_run("jangteo", [(30.0, 30.0)]), "watchers": 5000}
+    asgi = {**_fanout_run("jangteo-asgi", [(30.0, 30.0)]), "watchers": 5000}
+    shared["throughput"] = {"deliveries_per_s": 200_000.0, "server_cpu_s": 0.4}
+    asgi["throughput"] = {"deliveries_per_s": 150_000.0, "server_cpu_s": 0.9}
+    asgi["latency"] = {"last_watcher_p50_ms": 30.0, "last_watcher_p99_ms": 45.0}
+
+    rows = {name: (value, detail) for name, value, detail in report.speedups({"fanout": [shared, asgi]})}
+
+    (name,) = [name for name in rows if name.startswith("shared frames")]
+    value, detail = rows[name]
+    assert "5000 watchers" in name
+    assert value == pytest.approx(1.5)
+    assert "p50 20.0 vs 30.0 ms" in detail
+    assert "0.4 vs 0.9 s" in detail
+
+
+def test_speedups_omit_shared_frames_alone() -> None:
+    rows = report.speedups({"fanout": [_fanout_run("jangteo", [(30.0, 30.0)])]})
+
+    assert not [name for name, _, _ in rows if name.startswith("shared frames")]

@@ -261,11 +261,16 @@ class _Message:
 
 
 class _Messages:
-    """The messages of one flush, by the identities of their pieces.
+    """The recent messages of one flush, by the identities of their pieces.
 
     After an event, every watcher that was up to date has the same `Outgoing`
     objects pending, so the 1,000th watcher reuses the first one's text and frame.
+    Only the `MAX_KEPT` newest are kept: one event yields a few distinct messages
+    (per locale, with or without a notice), while the snapshots of a reconnect
+    storm are each unique and must not pile up until the pass ends.
     """
+
+    MAX_KEPT = 16
 
     __slots__ = ("_by_items",)
 
@@ -276,6 +281,8 @@ class _Messages:
         key = tuple(map(id, items))
         message = self._by_items.get(key)
         if message is None:
+            if len(self._by_items) >= self.MAX_KEPT:
+                del self._by_items[next(iter(self._by_items))]
             message = self._by_items[key] = _Message(items)
         return message
 

@@ -15,9 +15,8 @@ transport is not paused by backpressure. Otherwise it returns False and the
 caller sends the text the ASGI way, which waits, raises and closes as usual.
 Connections that negotiated permessage-deflate get no writer, because their
 frames are compressed per connection. The web process turns compression off
-(`Settings.ws_compression`), as python-socketio and Phoenix do by default: the
-fragments are small, and a compressor costs every connection memory and every
-message CPU.
+(`Settings.ws_compression`) by default, because the fragments are small and a
+compressor costs every connection memory and every message CPU.
 """
 
 from __future__ import annotations

@@ -55,6 +55,22 @@ def test_same_pieces_share_message() -> None:
     assert other.text == "<p>가격</p><li>입찰</li><p>최고 입찰자입니다</p>"
 
 
+def test_unique_messages_are_not_all_kept() -> None:
+    """Unique batches (connect snapshots) are dropped oldest first, so a pass keeps only a few."""
+    messages = _Messages()
+    snapshots = [(Outgoing(f"<div>스냅샷 {n}</div>", -1, 0),) for n in range(100)]
+    shared = (Outgoing("<p>가격</p>", 1, 5, ("state", 1)),)
+    first_shared = messages.of(shared)
+
+    for snapshot in snapshots:
+        messages.of(snapshot)
+
+    assert len(messages._by_items) == _Messages.MAX_KEPT
+    assert messages.of(snapshots[-1]).text == "<div>스냅샷 99</div>"
+    assert messages.of(shared) is not first_shared  # evicted, so joined again
+    assert messages.of(shared).text == "<p>가격</p>"
+
+
 def lot_watchers(server: LiveServer, lot_id: int) -> list[Watcher]:
     return [watcher for watcher in server.app.state.hub.watchers() if watcher.lot_id == lot_id]  # type: ignore[attr-defined]
 
