@@ -221,7 +221,7 @@ JANGTEO_APP = "bench.jangteo_server:create_bench_app"
 
 
 def jangteo_argv(port: int, *, loop: str = "uvloop", shared_frames: bool = True) -> list[str]:
-    """Build the uvicorn argv of the Jangteo app with the websocket protocol and compression of `python -m web`.
+    """Build the uvicorn argv of the Jangteo app with `python -m web`'s websocket protocol and default compression.
 
     With `shared_frames=False` uvicorn's own sans-I/O protocol serves the websockets,
     so every message goes through an ASGI send. The frame limit stays uvicorn's

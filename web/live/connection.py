@@ -265,9 +265,9 @@ class _Messages:
 
     After an event, every watcher that was up to date has the same `Outgoing`
     objects pending, so the 1,000th watcher reuses the first one's text and frame.
-    Only the `MAX_KEPT` newest are kept: one event yields a few distinct messages
-    (per locale, with or without a notice), while the snapshots of a reconnect
-    storm are each unique and must not pile up until the pass ends.
+    Only the `MAX_KEPT` most recently used are kept: one event yields a few
+    distinct messages (per locale, with or without a notice), while the snapshots
+    of a reconnect storm are each unique and must not pile up until the pass ends.
     """
 
     MAX_KEPT = 16
@@ -279,11 +279,12 @@ class _Messages:
 
     def of(self, items: tuple[Outgoing, ...]) -> _Message:
         key = tuple(map(id, items))
-        message = self._by_items.get(key)
+        message = self._by_items.pop(key, None)
         if message is None:
             if len(self._by_items) >= self.MAX_KEPT:
                 del self._by_items[next(iter(self._by_items))]
-            message = self._by_items[key] = _Message(items)
+            message = _Message(items)
+        self._by_items[key] = message  # now the most recently used
         return message
 
 

@@ -1,11 +1,15 @@
 """uvicorn's websocket protocol with one addition: shared, pre-encoded text frames.
 
+It reads private attributes of uvicorn 0.55's `WebSocketsSansIOProtocol`, so
+pyproject.toml pins uvicorn to 0.55.x, and tests/web/live/test_shared_frames.py
+checks the writer against a real server.
+
 A bid's update goes to every watcher of the lot as the same text. Through ASGI each
 send is a `websocket.send` message that uvicorn encodes to UTF-8 and frames for
 that one connection, so a fan-out to 5,000 watchers encoded the same text 5,000
-times. `websockets.broadcast` avoids this by framing once, and this protocol lets
-the app do the same. Without negotiated extensions, a server's frame of a text is
-the same bytes on every connection. So `web.live.connection` encodes each message
+times. `websockets.broadcast` encodes the text once, and this protocol lets the app
+go further. Without negotiated extensions, a server's frame of a text is the same
+bytes on every connection. So `web.live.connection` encodes each message
 once per event-loop pass (`text_frame`) and hands the bytes to each connection's
 writer, which the ASGI scope contains under `SHARED_FRAMES`.
 

@@ -6,6 +6,8 @@ permessage-deflate unless told not to.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side
@@ -71,6 +73,37 @@ def test_unique_messages_are_not_all_kept() -> None:
     assert messages.of(shared).text == "<p>가격</p>"
 
 
+def test_message_in_use_stays_cached() -> None:
+    """A message that watchers keep asking for survives any number of unique ones in between."""
+    messages = _Messages()
+    shared = (Outgoing("<p>가격</p>", 1, 5, ("state", 1)),)
+    first_shared = messages.of(shared)
+
+    for n in range(100):
+        messages.of((Outgoing(f"<div>스냅샷 {n}</div>", -1, 0),))
+        assert messages.of(shared) is first_shared
+
+
+def test_reused_ids_never_return_stale_text() -> None:
+    """Batches built and dropped one after another (so CPython may reuse their ids) get their own text."""
+    messages = _Messages()
+
+    for n in range(200):
+        items = (Outgoing(f"<p>{n}</p>", 1, n),)
+        assert messages.of(items).text == f"<p>{n}</p>"
+        del items
+
+
+def counting(send_text: Callable[..., None], calls: list[bytes]) -> Callable[..., None]:
+    """Wrap a websockets `send_text` so that each text it encodes is also appended to `calls`."""
+
+    def send_text_counted(data: bytes, *args: object) -> None:
+        calls.append(data)
+        send_text(data, *args)
+
+    return send_text_counted
+
+
 def lot_watchers(server: LiveServer, lot_id: int) -> list[Watcher]:
     return [watcher for watcher in server.app.state.hub.watchers() if watcher.lot_id == lot_id]  # type: ignore[attr-defined]
 
@@ -86,7 +119,7 @@ async def bid_reaches(sockets: list, bidder: SignedIn, lot_id: int) -> list[str]
 async def test_uncompressed_server_shares_frames(
     live_server: LiveServer, world: World, make_lot: LotFactory, clients
 ) -> None:
-    """With compression off (the default) a browser's deflate offer is declined and frames are shared."""
+    """With compression off (the default) a client's deflate offer is declined and frames are shared."""
     lot_id = await make_lot()
     viewer = await clients(live_server, world.members[0])
     bidder = await clients(live_server, world.members[1])
@@ -99,9 +132,16 @@ async def test_uncompressed_server_shares_frames(
         watchers = lot_watchers(live_server, lot_id)
         assert len(watchers) == 2
         assert all(watcher._write_frame is not None for watcher in watchers)
+        # Count the frames that websockets itself encodes for these connections: none
+        # for the bid, because both get the shared frame.
+        encoded_by_websockets: list[bytes] = []
+        for watcher in watchers:
+            connection = watcher._write_frame.__self__.conn  # type: ignore[union-attr]
+            connection.send_text = counting(connection.send_text, encoded_by_websockets)
 
         first, second = await bid_reaches([offering, plain], bidder, lot_id)
         assert first == second
+        assert encoded_by_websockets == []
         assert 'data-price-won="10000"' in first
 
 
@@ -169,3 +209,20 @@ async def test_writer_rejects_paused_or_closed(
 
         await watcher.websocket.close(1000)
         assert protocol.write_frame(frame) is False
+
+
+@pytest.mark.slow
+async def test_writer_rejects_after_client_close(
+    live_server: LiveServer, world: World, make_lot: LotFactory, clients
+) -> None:
+    """Once the client's close frame has arrived, the writer writes nothing more."""
+    lot_id = await make_lot()
+    viewer = await clients(live_server, world.members[0])
+    socket = await viewer.connect(f"/ws/lots/{lot_id}", compression=None)
+    await socket.recv()
+    (watcher,) = lot_watchers(live_server, lot_id)
+    protocol = watcher._write_frame.__self__  # type: ignore[union-attr]
+
+    await socket.close(1000)
+
+    assert protocol.write_frame(text_frame("<p>늦음</p>")) is False
