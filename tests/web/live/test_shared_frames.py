@@ -1,7 +1,7 @@
 """Shared pre-encoded frames (`web.live.ws_protocol`): who gets them, and that they read back exactly.
 
 The server tests run real uvicorn servers with the websockets client, which offers
-permessage-deflate unless told not to.
+permessage-deflate unless `compression=None` is passed.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def test_two_frames_one_read() -> None:
 
 
 def test_same_pieces_share_message() -> None:
-    """One flush joins and encodes a batch once for every watcher that holds the same pieces."""
+    """One flush joins and encodes a batch once for every watcher with the same pieces pending."""
     state, row = Outgoing("<p>가격</p>", 1, 5, ("state", 1)), Outgoing("<li>입찰</li>", 1, 5)
     messages = _Messages()
 
@@ -58,7 +58,7 @@ def test_same_pieces_share_message() -> None:
 
 
 def test_unique_messages_are_not_all_kept() -> None:
-    """Unique batches (connect snapshots) are dropped oldest first, so a pass keeps only a few."""
+    """Unique batches (connect snapshots) evict the least recently used, so a pass keeps only a few."""
     messages = _Messages()
     snapshots = [(Outgoing(f"<div>스냅샷 {n}</div>", -1, 0),) for n in range(100)]
     shared = (Outgoing("<p>가격</p>", 1, 5, ("state", 1)),)
