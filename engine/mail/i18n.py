@@ -17,6 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import asyncpg
+from babel.dates import format_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
@@ -27,7 +28,8 @@ CATALOG_DIR = Path(__file__).resolve().parents[2] / "web" / "locale"
 CATALOG_DOMAIN = "messages"
 KST = ZoneInfo("Asia/Seoul")
 
-_ENGLISH_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# CLDR patterns of the times in mails, by locale (Korea time is added by `kst`).
+_TIME_PATTERNS = {"en": "MMM d, y HH:mm", "ko": "y'년' M'월' d'일' HH:mm"}
 
 
 @lru_cache(maxsize=None)
@@ -71,10 +73,10 @@ class MailLocale:
 
     def kst(self, moment: datetime) -> str:
         """Format an aware datetime in Korea time: "2026년 12월 5일 14:31 (KST)" or "Dec 5, 2026 14:31 (KST)"."""
-        local = moment.astimezone(KST)
-        if self.code == "en":
-            return f"{_ENGLISH_MONTHS[local.month - 1]} {local.day}, {local.year} {local:%H:%M} (KST)"
-        return f"{local.year}년 {local.month}월 {local.day}일 {local:%H:%M} (KST)"
+        if moment.tzinfo is None:
+            raise ValueError(f"mail times must be timezone-aware, got {moment!r}")
+        pattern = _TIME_PATTERNS.get(self.code, _TIME_PATTERNS[DEFAULT_LOCALE])
+        return f"{format_datetime(moment, pattern, tzinfo=KST, locale=self.code)} (KST)"
 
     def subject(self, text: str) -> str:
         """Prefix a subject with the site name in brackets: "[광산구 장터] …"."""

@@ -113,6 +113,8 @@ def test_money_and_time_formats(locale: str, amount: str, moment: str) -> None:
     text = mail_locale(locale)
     assert text.won(80_000) == amount
     assert text.kst(DUE) == moment
+    with pytest.raises(ValueError):
+        text.kst(DUE.replace(tzinfo=None))  # a naive time could be in any zone
     assert text.won(-5_000).startswith("-")
     with pytest.raises(TypeError):
         text.won(80_000.0)  # type: ignore[arg-type]
