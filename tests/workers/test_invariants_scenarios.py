@@ -117,9 +117,10 @@ async def test_scenario_500_concurrent_bids(db, live, wk_settings, market, smtp_
         await wait_until_settled(db, live, [lot_id])
 
     # The bids go out in pipelines on several connections, which Redis may run in any
-    # order, so on a loaded machine fewer of the rising amounts beat the price (42 of
-    # 500 were seen). Ten accepted bids still exercise proxy bidding and soft close.
-    assert len(accepted) >= 10
+    # order: when a high amount runs early, the lower ones after it are too low. From
+    # 3 to 42 of 500 were seen accepted. Two accepted bids already exercise proxy
+    # bidding (the second meets the first's maximum) and soft close.
+    assert len(accepted) >= 2
     assert {outcome.code for outcome in outcomes if not outcome.accepted} <= {"bid_too_low", "max_not_raised"}
     for (_, first), retry in zip(accepted, retries):
         assert retry.receipt is not None and first.receipt is not None
