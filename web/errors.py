@@ -146,6 +146,19 @@ def error_response(request: Request, error: ApiError) -> Response:
     )
 
 
+def render_form_page(request: Request, template: str, context: dict[str, Any], error: ApiError | None) -> Response:
+    """Render a page whose form may have failed: `error_code` and `error_message` join the context.
+
+    Both are None without an error. The response carries the error's status, else 200.
+    """
+    locale = getattr(request.state, "locale", DEFAULT_LOCALE)
+    context["error_code"] = error.code if error else None
+    context["error_message"] = error.message(locale) if error else None
+    return request.app.state.templates.TemplateResponse(
+        request, template, context, status_code=error.status if error else 200
+    )
+
+
 def _quote_next(request: Request) -> str:
     path = request.url.path
     if request.url.query:

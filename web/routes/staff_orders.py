@@ -19,7 +19,7 @@ from engine.auction.rules import InvalidAmount, parse_amount_won
 from engine.errors import DomainError
 from engine.orders import OrderBalance, confirm_deposit, order_balance
 from web import ids  # noqa: F401  (registers the {order_id:id} convertor used below)
-from web.errors import ApiError
+from web.errors import ApiError, render_form_page
 from web.live import codes  # noqa: F401  (registers the order error codes)
 from web.live.bids import actor_of, api_error_for
 from web.security import require_role, role_required
@@ -40,7 +40,7 @@ async def find_order(request: Request) -> Response:
         if order_id is not None:
             return RedirectResponse(f"/staff/orders/{order_id}/deposit", status_code=303)
         error = ApiError("order_not_found")
-    return _render(request, "staff/order_find.html", {"order_no": order_no}, error)
+    return render_form_page(request, "staff/order_find.html", {"order_no": order_no}, error)
 
 
 @role_required("staff")
@@ -88,16 +88,7 @@ def _render_deposit(
         "confirmed": confirmed,
         "amount_error": error is not None and error.code in _AMOUNT_ERRORS,
     }
-    return _render(request, "staff/order_deposit.html", context, error)
-
-
-def _render(request: Request, template: str, context: dict[str, Any], error: ApiError | None) -> Response:
-    locale = getattr(request.state, "locale", "ko")
-    context["error_code"] = error.code if error else None
-    context["error_message"] = error.message(locale) if error else None
-    return request.app.state.templates.TemplateResponse(
-        request, template, context, status_code=error.status if error else 200
-    )
+    return render_form_page(request, "staff/order_deposit.html", context, error)
 
 
 routes = [

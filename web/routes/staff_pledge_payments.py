@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from engine.errors import DomainError
 from web import ids  # noqa: F401  (registers the {payment_id:id} convertor used below)
-from web.errors import ApiError
+from web.errors import ApiError, render_form_page
 from web.live import codes  # noqa: F401  (registers the payment error codes)
 from web.live.bids import actor_of, api_error_for
 from web.live.pledge_deposits import (
@@ -64,7 +64,7 @@ async def confirm_step(request: Request) -> Response:
             return await _render_list(request, query, error=api_error_for(
                 "payment_not_awaiting_deposit", {"payment_id": payment_id, "status": payment.status}
             ))
-        return _render(request, "staff/pledge_payment_confirm.html", {"payment": payment, "query": query}, None)
+        return render_form_page(request, "staff/pledge_payment_confirm.html", {"payment": payment, "query": query}, None)
     try:
         await confirm(db, actor_of(user), payment_id)
     except DomainError as error:
@@ -86,16 +86,7 @@ async def _render_list(
         "query": query,
         "result": result,
     }
-    return _render(request, "staff/pledge_payments.html", context, error)
-
-
-def _render(request: Request, template: str, context: dict[str, Any], error: ApiError | None) -> Response:
-    locale = getattr(request.state, "locale", "ko")
-    context["error_code"] = error.code if error else None
-    context["error_message"] = error.message(locale) if error else None
-    return request.app.state.templates.TemplateResponse(
-        request, template, context, status_code=error.status if error else 200
-    )
+    return render_form_page(request, "staff/pledge_payments.html", context, error)
 
 
 routes = [
