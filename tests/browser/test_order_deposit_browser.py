@@ -11,7 +11,7 @@ from playwright.async_api import async_playwright
 from engine.groupbuy.live import CampaignLive
 from tests.browser.conftest import CHROMIUM_ARGS
 from tests.browser.test_account_browser import tab_to
-from tests.browser.test_campaign_browser import PHONE, serious_violations
+from tests.browser.test_campaign_browser import serious_violations, signed_in_context
 from tests.web.live.campaign_fixtures import CampaignFactory, engine_campaigns, make_campaign  # noqa: F401
 from tests.web.live.conftest import World, start_server
 from tests.web.live.test_order_deposit import ledger_consumer, partly_prepaid_order  # noqa: F401
@@ -32,10 +32,7 @@ async def test_deposit_confirmed_with_keyboard(
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
             try:
-                context = await browser.new_context(locale="ko-KR", viewport=PHONE)
-                await context.add_cookies([
-                    {"name": name, "value": value, "url": server.base_url} for name, value in staff.http.cookies.items()
-                ])
+                context = await signed_in_context(browser, staff)
                 page = await context.new_page()
                 await page.goto(f"{server.base_url}/staff/orders")
                 violations = await serious_violations(page)
