@@ -187,8 +187,8 @@ class Watcher:
         try:
             if self._write_frame is not None and self._write_frame(message.frame()):
                 return
-            # No shared frames here, or the transport cannot take one now: the ASGI
-            # send waits for the client (in a task) or raises as usual.
+            # Without shared frames, or when the transport cannot take one now, the
+            # ASGI send waits for the client (in a task) or raises as usual.
             task = start_eagerly(self.websocket.send({"type": "websocket.send", "text": message.text}))
         except Exception as error:  # noqa: BLE001 - the batch is gone either way
             self._send_failed(error)
@@ -265,9 +265,9 @@ class _Messages:
 
     After an event, every watcher that was up to date has the same `Outgoing`
     objects pending, so the 1,000th watcher reuses the first one's text and frame.
-    Only the `MAX_KEPT` most recently used are kept: one event yields a few
-    distinct messages (per locale, with or without a notice), while the snapshots
-    of a reconnect storm are each unique and must not pile up until the pass ends.
+    Only the `MAX_KEPT` most recently used are kept. One event yields a few
+    distinct messages (per locale, with or without a notice). The snapshots of a
+    reconnect storm are each unique, and they must not pile up until the pass ends.
     """
 
     MAX_KEPT = 16

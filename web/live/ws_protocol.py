@@ -42,9 +42,9 @@ FrameWriter = Callable[[bytes], bool]
 
 
 def uvicorn_websocket_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn's websocket options for the web app: this protocol, compression and frame limit.
+    """Return uvicorn's websocket options for the web app: this protocol, compression and frame limit.
 
-    uvicorn refuses larger frames (close 1009) before they reach the app.
+    uvicorn rejects larger frames (close 1009) before they reach the app.
     """
     return {
         "ws": SharedFrameProtocol,

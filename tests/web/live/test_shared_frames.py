@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from websockets.asyncio.client import ClientConnection
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side
 
@@ -108,6 +109,14 @@ def lot_watchers(server: LiveServer, lot_id: int) -> list[Watcher]:
     return [watcher for watcher in server.app.state.hub.watchers() if watcher.lot_id == lot_id]  # type: ignore[attr-defined]
 
 
+async def open_plain_watcher(viewer: SignedIn, lot_id: int) -> tuple[ClientConnection, Watcher]:
+    """Open an uncompressed lot socket, read its snapshot, and return it with its watcher on the server."""
+    socket = await viewer.connect(f"/ws/lots/{lot_id}", compression=None)
+    await socket.recv()
+    (watcher,) = lot_watchers(viewer.server, lot_id)
+    return socket, watcher
+
+
 async def bid_reaches(sockets: list, bidder: SignedIn, lot_id: int) -> list[str]:
     """Place a bid and return the message that carries it, as each socket received it."""
     response = await bidder.bid(lot_id, "15000")
@@ -176,9 +185,8 @@ async def test_plain_uvicorn_protocol_delivers(settings, world: World, make_lot:
         lot_id = await make_lot()
         viewer = await clients(server, world.members[0])
         bidder = await clients(server, world.members[1])
-        async with await viewer.connect(f"/ws/lots/{lot_id}", compression=None) as socket:
-            await socket.recv()
-            (watcher,) = lot_watchers(server, lot_id)
+        socket, watcher = await open_plain_watcher(viewer, lot_id)
+        async with socket:
             assert watcher._write_frame is None
 
             (message,) = await bid_reaches([socket], bidder, lot_id)
@@ -194,9 +202,8 @@ async def test_writer_rejects_paused_or_closed(
     """The writer writes only while the socket is open and not paused by backpressure."""
     lot_id = await make_lot()
     viewer = await clients(live_server, world.members[0])
-    async with await viewer.connect(f"/ws/lots/{lot_id}", compression=None) as socket:
-        await socket.recv()
-        (watcher,) = lot_watchers(live_server, lot_id)
+    socket, watcher = await open_plain_watcher(viewer, lot_id)
+    async with socket:
         protocol = watcher._write_frame.__self__  # type: ignore[union-attr]
         assert isinstance(protocol, SharedFrameProtocol)
         frame = text_frame("<p>직접</p>")
@@ -218,9 +225,7 @@ async def test_writer_rejects_after_client_close(
     """Once the client's close frame has arrived, the writer writes nothing more."""
     lot_id = await make_lot()
     viewer = await clients(live_server, world.members[0])
-    socket = await viewer.connect(f"/ws/lots/{lot_id}", compression=None)
-    await socket.recv()
-    (watcher,) = lot_watchers(live_server, lot_id)
+    socket, watcher = await open_plain_watcher(viewer, lot_id)
     protocol = watcher._write_frame.__self__  # type: ignore[union-attr]
 
     await socket.close(1000)
